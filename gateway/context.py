@@ -1,0 +1,28 @@
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+
+@dataclass
+class RequestContext:
+    """What one request learns on its way through the gateway; becomes its RequestLog row."""
+
+    request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    api_key: object | None = None  # gateway.models.APIKey
+    key_prefix: str = ""
+    model_version: object | None = None  # inference.models.ModelVersion
+    model_name: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = Decimal("0")
+    cache_hit: bool = False
+    error_type: str = ""
+    input_text: str = ""
+
+    def set_key(self, key) -> None:
+        self.api_key = key
+        self.key_prefix = key.prefix
+
+    def set_version(self, version) -> None:
+        self.model_version = version
+        self.model_name = version.name

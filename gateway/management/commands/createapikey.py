@@ -1,0 +1,36 @@
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.dateparse import parse_datetime
+
+from gateway.models import APIKey
+
+
+class Command(BaseCommand):
+    help = "Create an API key and print it once (only its hash is stored)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--name", required=True)
+        parser.add_argument("--owner", help="Username of the key's owner.")
+        parser.add_argument("--endpoints", nargs="*", default=[], help="Endpoints it may call (default: all).")
+        parser.add_argument("--models", nargs="*", default=[], help="Model names it may call (default: all).")
+        parser.add_argument("--expires", help="Expiry as ISO 8601, e.g. 2027-01-01T00:00:00Z.")
+
+    def handle(self, *args, name, owner, endpoints, models, expires, **options):
+        fields = {"name": name, "allowed_endpoints": endpoints, "allowed_models": models}
+        if owner:
+            try:
+                fields["owner"] = get_user_model().objects.get(username=owner)
+            except get_user_model().DoesNotExist:
+                raise CommandError(f"No user named {owner!r}.") from None
+        if expires:
+            fields["expires_at"] = parse_datetime(expires)
+            if fields["expires_at"] is None:
+                raise CommandError(f"Cannot read {expires!r} as an ISO 8601 date and time.")
+        try:
+            APIKey(prefix="x", hashed_secret="x", **fields).full_clean(exclude=["prefix", "hashed_secret"])
+        except ValidationError as exc:
+            raise CommandError(exc.messages) from None
+        key, full_key = APIKey.objects.create_key(**fields)
+        self.stderr.write(f"Created key {key.name!r} (gw_{key.prefix}…). It is shown this once:")
+        self.stdout.write(full_key)

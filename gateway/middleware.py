@@ -1,0 +1,37 @@
+import time
+
+from django.conf import settings
+
+from gateway import request_log
+from gateway.context import RequestContext
+from gateway.errors import json_error
+
+
+class RequestLogMiddleware:
+    """Outermost layer: gives each request an id, refuses oversized bodies, and logs the outcome."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        request.ctx = ctx = RequestContext()
+        if _declared_length(request) > settings.GATEWAY_MAX_BODY_BYTES:
+            response = json_error(
+                request, 413, "payload_too_large",
+                f"The request body is over {settings.GATEWAY_MAX_BODY_BYTES} bytes.",
+            )
+        else:
+            response = self.get_response(request)
+        response["X-Request-ID"] = str(ctx.request_id)
+        if request_log.is_logged_path(request.path):
+            latency_ms = (time.perf_counter() - started) * 1000
+            request_log.record(ctx, request, response.status_code, latency_ms)
+        return response
+
+
+def _declared_length(request) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0

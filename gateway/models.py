@@ -1,0 +1,153 @@
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from gateway import key_crypto
+
+# Endpoint scopes a key may be limited to; views declare theirs as `scope`.
+ENDPOINT_SCOPES = ("predict", "embeddings", "chat", "batches")
+
+
+def _validate_scopes(value):
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValidationError("Enter a list of names, e.g. [\"predict\"].")
+
+
+def _validate_endpoint_scopes(value):
+    _validate_scopes(value)
+    unknown = sorted(set(value) - set(ENDPOINT_SCOPES))
+    if unknown:
+        raise ValidationError(f"Unknown endpoints {unknown}; choose from {list(ENDPOINT_SCOPES)}.")
+
+
+class APIKeyManager(models.Manager):
+    def create_key(self, **fields) -> tuple["APIKey", str]:
+        """Create a key; the plaintext is returned here once and stored nowhere."""
+        key = self.model(**fields)
+        full_key = key.set_new_secret()
+        key.save(force_insert=True)
+        return key, full_key
+
+    def get_from_key(self, parsed: key_crypto.ParsedKey) -> "APIKey | None":
+        """The row a parsed key belongs to, whatever its state; None if unknown or wrong secret."""
+        key = self.filter(prefix=parsed.prefix).first()
+        if key is None or not key_crypto.secret_matches(parsed.secret, key.hashed_secret):
+            return None
+        return key
+
+
+class APIKey(models.Model):
+    name = models.CharField(max_length=100)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys"
+    )
+    prefix = models.CharField(max_length=key_crypto.PREFIX_LENGTH, unique=True, editable=False)
+    hashed_secret = models.CharField(max_length=64, editable=False)
+    is_active = models.BooleanField(default=True, help_text="Untick to suspend the key; tick again to resume.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    allowed_endpoints = models.JSONField(
+        default=list, blank=True, validators=[_validate_endpoint_scopes],
+        help_text=f"Endpoints this key may call, from {list(ENDPOINT_SCOPES)}. Empty: all.",
+    )
+    allowed_models = models.JSONField(
+        default=list, blank=True, validators=[_validate_scopes],
+        help_text='Model names this key may call, e.g. ["sentiment"]. Empty: all.',
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = APIKeyManager()
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} (gw_{self.prefix}…)"
+
+    def set_new_secret(self) -> str:
+        full_key, self.prefix, self.hashed_secret = key_crypto.generate()
+        return full_key
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def refusal_reason(self, now=None) -> str | None:
+        """Why this key may not be used now, or None if it may."""
+        now = now or timezone.now()
+        if self.is_revoked:
+            return "This API key has been revoked."
+        if not self.is_active:
+            return "This API key is inactive."
+        if self.expires_at is not None and self.expires_at <= now:
+            return "This API key has expired."
+        return None
+
+    def allows_endpoint(self, scope: str) -> bool:
+        return not self.allowed_endpoints or scope in self.allowed_endpoints
+
+    def allows_model(self, model_name: str) -> bool:
+        return not self.allowed_models or model_name in self.allowed_models
+
+    def revoke(self) -> None:
+        """Revocation is final: a revoked key is never usable again."""
+        if not self.is_revoked:
+            self.revoked_at = timezone.now()
+            self.is_active = False
+            self.save(update_fields=["revoked_at", "is_active"])
+
+    def clean(self):
+        if self.is_revoked and self.is_active:
+            raise ValidationError({"is_active": "A revoked key cannot be reactivated; create a new key."})
+
+    def touch(self, now=None) -> None:
+        """Record use, at most one write per key per resolution window."""
+        now = now or timezone.now()
+        cutoff = now - timezone.timedelta(seconds=settings.GATEWAY_KEY_LAST_USED_RESOLUTION_S)
+        if self.last_used_at is None or self.last_used_at < cutoff:
+            APIKey.objects.filter(pk=self.pk).filter(
+                models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=cutoff)
+            ).update(last_used_at=now)
+            self.last_used_at = now
+
+
+class RequestLog(models.Model):
+    """One row per request to a key-checked endpoint, whatever its outcome."""
+
+    request_id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    api_key = models.ForeignKey(APIKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Kept apart from the FK so the row still says which key once the key is deleted.
+    key_prefix = models.CharField(max_length=key_crypto.PREFIX_LENGTH, blank=True)
+    method = models.CharField(max_length=8)
+    endpoint = models.CharField(max_length=200)
+    model_name = models.CharField(max_length=100, blank=True)
+    model_version = models.ForeignKey(
+        "inference.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    version = models.CharField(max_length=50, blank=True)
+    status_code = models.PositiveSmallIntegerField()
+    error_type = models.CharField(max_length=50, blank=True)
+    latency_ms = models.FloatField()
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    cache_hit = models.BooleanField(default=False)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    input_text = models.TextField(blank=True, help_text="Stored only when GATEWAY_LOG_REQUEST_TEXT is on.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["created_at"], name="requestlog_time"),
+            models.Index(fields=["api_key", "created_at"], name="requestlog_key_time"),
+            models.Index(fields=["model_version", "created_at"], name="requestlog_version_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.request_id} {self.method} {self.endpoint} {self.status_code}"

