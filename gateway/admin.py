@@ -11,8 +11,16 @@ class APIKeyAdmin(admin.ModelAdmin):
     search_fields = ("name", "prefix", "owner__username")
     readonly_fields = ("key_prefix", "created_at", "last_used_at", "revoked_at")
     fields = (
-        "name", "owner", "is_active", "expires_at", "allowed_endpoints", "allowed_models",
-        "key_prefix", "created_at", "last_used_at", "revoked_at",
+        "name",
+        "owner",
+        "is_active",
+        "expires_at",
+        "allowed_endpoints",
+        "allowed_models",
+        "key_prefix",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
     )
     actions = ["revoke_keys"]
 
@@ -47,8 +55,19 @@ class APIKeyAdmin(admin.ModelAdmin):
 @admin.register(RequestLog)
 class RequestLogAdmin(admin.ModelAdmin):
     list_display = (
-        "created_at", "method", "endpoint", "status_code", "error_type", "key_prefix",
-        "model_name", "version", "latency_ms", "input_tokens", "output_tokens", "cost_usd", "cache_hit",
+        "created_at",
+        "method",
+        "endpoint",
+        "status_code",
+        "error_type",
+        "key_prefix",
+        "model_name",
+        "version",
+        "latency_ms",
+        "input_tokens",
+        "output_tokens",
+        "cost_usd",
+        "cache_hit",
     )
     list_filter = ("status_code", "endpoint", "model_name", "error_type", "cache_hit")
     search_fields = ("=request_id", "=key_prefix")

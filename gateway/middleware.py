@@ -18,7 +18,9 @@ class RequestLogMiddleware:
         request.ctx = ctx = RequestContext()
         if _declared_length(request) > settings.GATEWAY_MAX_BODY_BYTES:
             response = json_error(
-                request, 413, "payload_too_large",
+                request,
+                413,
+                "payload_too_large",
                 f"The request body is over {settings.GATEWAY_MAX_BODY_BYTES} bytes.",
             )
         else:

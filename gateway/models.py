@@ -13,7 +13,7 @@ ENDPOINT_SCOPES = ("predict", "embeddings", "chat", "batches")
 
 def _validate_scopes(value):
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValidationError("Enter a list of names, e.g. [\"predict\"].")
+        raise ValidationError('Enter a list of names, e.g. ["predict"].')
 
 
 def _validate_endpoint_scopes(value):
@@ -50,11 +50,15 @@ class APIKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     allowed_endpoints = models.JSONField(
-        default=list, blank=True, validators=[_validate_endpoint_scopes],
+        default=list,
+        blank=True,
+        validators=[_validate_endpoint_scopes],
         help_text=f"Endpoints this key may call, from {list(ENDPOINT_SCOPES)}. Empty: all.",
     )
     allowed_models = models.JSONField(
-        default=list, blank=True, validators=[_validate_scopes],
+        default=list,
+        blank=True,
+        validators=[_validate_scopes],
         help_text='Model names this key may call, e.g. ["sentiment"]. Empty: all.',
     )
     created_at = models.DateTimeField(auto_now_add=True)

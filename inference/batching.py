@@ -120,7 +120,6 @@ class MicroBatcher:
             item.future.set_result(output)
 
 
-
 def _cancel(items: list[_Item]) -> None:
     for item in items:
         item.future.cancel()

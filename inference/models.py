@@ -43,13 +43,14 @@ class ModelVersion(models.Model):
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     labels = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text="Class labels in output order. For transformers classifiers, empty means the model's own.",
     )
     config = models.JSONField(
-        default=dict, blank=True,
-        help_text='Backend options. Zero-shot: {"prototypes": {"LABEL": ["example text", ...]}, '
-        '"temperature": 0.05}.',
+        default=dict,
+        blank=True,
+        help_text='Backend options. Zero-shot: {"prototypes": {"LABEL": ["example text", ...]}, "temperature": 0.05}.',
     )
     input_cost_per_1k = models.DecimalField("USD per 1k input tokens", **_PRICE)
     output_cost_per_1k = models.DecimalField("USD per 1k output tokens", **_PRICE)
@@ -81,9 +82,13 @@ class ModelVersion(models.Model):
             raise ValidationError({"task": f"The {self.backend} backend cannot serve {self.task}."})
         if self.backend == Backend.ZERO_SHOT:
             prototypes = self.config.get("prototypes") if isinstance(self.config, dict) else None
-            if not isinstance(prototypes, dict) or len(prototypes) < 2 or not all(
-                isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)
-                for texts in prototypes.values()
+            if (
+                not isinstance(prototypes, dict)
+                or len(prototypes) < 2
+                or not all(
+                    isinstance(texts, list) and texts and all(isinstance(t, str) for t in texts)
+                    for texts in prototypes.values()
+                )
             ):
                 raise ValidationError(
                     {"config": "Zero-shot needs prototypes: at least two labels, each with a list of texts."}

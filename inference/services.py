@@ -3,6 +3,7 @@
 import logging
 
 from django.conf import settings
+from django.db import connection
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from gateway.context import RequestContext
@@ -56,6 +57,10 @@ def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list
     except Exception as exc:
         logger.exception("Could not load %s", version)
         raise ModelUnavailable(f"The model {version} could not be loaded.") from exc
+    # Hand the database connection back to the pool while the model runs: threads
+    # waiting on a model must not hold every pooled connection.
+    if not connection.in_atomic_block:
+        connection.close()
     try:
         outputs = batcher.submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
     except Overloaded as exc:
@@ -66,4 +71,3 @@ def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list
     ctx.output_tokens = sum(output.output_tokens for output in outputs)
     ctx.cost_usd = cost_of(version, ctx.input_tokens, ctx.output_tokens)
     return outputs
-

@@ -1,0 +1,35 @@
+import pytest
+from django.core.cache import cache
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from tests.factories import APIKeyFactory
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    """Each test starts with an empty cache (the tests' own Redis database)."""
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def default_models(db):
+    """The versions `make run` registers on the packaged weights."""
+    call_command("bootstrap", verbosity=0)
+
+
+@pytest.fixture
+def api_key(db):
+    return APIKeyFactory()
+
+
+@pytest.fixture
+def client():
+    return APIClient()
+
+
+@pytest.fixture
+def authed(client, api_key):
+    client.credentials(HTTP_X_API_KEY=api_key.plaintext)
+    return client

@@ -1,0 +1,142 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from inference import pool
+from inference.batching import MicroBatcher, Overloaded
+from inference.models import ModelVersion
+from tests.factories import ModelVersionFactory
+
+
+class Recorder:
+    """A stand-in model that records the batches it is given (the batcher under test is real)."""
+
+    def __init__(self, fail_on=None, gate=None):
+        self.batches = []
+        self.fail_on = fail_on
+        self.gate = gate
+
+    def __call__(self, texts):
+        if self.gate is not None:
+            self.gate.wait()
+        self.batches.append(list(texts))
+        if self.fail_on and self.fail_on in texts:
+            raise ValueError(f"cannot handle {self.fail_on!r}")
+        return [f"out:{text}" for text in texts]
+
+
+def _batcher(model, **options):
+    defaults = {"name": "test", "max_batch_size": 8, "max_wait_s": 0.05, "queue_size": 100}
+    return MicroBatcher(model, **{**defaults, **options})
+
+
+def test_each_caller_gets_its_own_result_from_shared_batches():
+    model = Recorder()
+    batcher = _batcher(model)
+
+    with ThreadPoolExecutor(max_workers=40) as executor:
+        results = list(executor.map(lambda i: batcher.submit(f"t{i}", timeout_s=10), range(40)))
+
+    assert results == [f"out:t{i}" for i in range(40)]
+    assert sum(len(batch) for batch in model.batches) == 40
+    assert len(model.batches) < 40  # concurrent inputs were gathered
+    assert max(len(batch) for batch in model.batches) <= 8
+
+
+def test_batch_size_follows_the_setting():
+    gate = threading.Event()
+    model = Recorder(gate=gate)
+    batcher = _batcher(model, max_batch_size=3, max_wait_s=1.0)
+
+    with ThreadPoolExecutor(max_workers=7) as executor:
+        futures = [executor.submit(batcher.submit, f"t{i}", 10) for i in range(7)]
+        gate.set()
+        assert sorted(f.result() for f in futures) == sorted(f"out:t{i}" for i in range(7))
+
+    assert all(len(batch) <= 3 for batch in model.batches)
+
+
+def test_with_no_wait_a_lone_input_runs_alone():
+    model = Recorder()
+    batcher = _batcher(model, max_wait_s=0)
+
+    for i in range(3):
+        batcher.submit(f"t{i}", timeout_s=10)
+
+    assert model.batches == [["t0"], ["t1"], ["t2"]]
+
+
+def test_a_failing_input_fails_alone():
+    model = Recorder(fail_on="bad")
+    batcher = _batcher(model, max_wait_s=0.2)
+    texts = ["a", "bad", "c", "d"]
+
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        futures = {text: executor.submit(batcher.submit, text, 10) for text in texts}
+
+    with pytest.raises(ValueError, match="bad"):
+        futures["bad"].result()
+    assert [futures[t].result() for t in ("a", "c", "d")] == ["out:a", "out:c", "out:d"]
+
+
+def test_full_queue_refuses_new_inputs():
+    gate = threading.Event()
+    batcher = _batcher(Recorder(gate=gate), max_batch_size=1, max_wait_s=0, queue_size=2)
+    with ThreadPoolExecutor(max_workers=3) as executor:
+        busy = [executor.submit(batcher.submit, f"t{i}", 10) for i in range(3)]
+        # One input is in the model, two fill the queue: wait until the queue is full.
+        while batcher._queue.qsize() < 2:
+            threading.Event().wait(0.01)
+
+        with pytest.raises(Overloaded, match="queued"):
+            batcher.submit("one too many", timeout_s=10)
+
+        gate.set()
+        assert [f.result() for f in busy] == ["out:t0", "out:t1", "out:t2"]
+
+
+def test_input_past_its_deadline_is_refused_and_never_run():
+    gate = threading.Event()
+    model = Recorder(gate=gate)
+    batcher = _batcher(model, max_batch_size=1, max_wait_s=0)
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        blocker = executor.submit(batcher.submit, "blocker", 10)
+        while not batcher._queue.empty():
+            threading.Event().wait(0.01)
+
+        with pytest.raises(Overloaded, match="did not answer"):
+            batcher.submit("late", timeout_s=0.05)
+
+        gate.set()
+        assert blocker.result() == "out:blocker"
+    batcher.submit("after", timeout_s=10)
+    assert ["late"] not in model.batches
+
+
+@pytest.mark.django_db
+def test_real_model_gives_the_same_answer_batched_as_alone():
+    version = ModelVersionFactory(version="batch-check", max_batch_size=16, max_batch_wait_ms=50)
+    texts = [f"review number {i}: {'great fun' if i % 2 else 'utterly tedious'}" for i in range(16)]
+    batcher = pool.batcher_for(version)
+    alone = [batcher.submit(text, timeout_s=30).result for text in texts]
+
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        together = list(executor.map(lambda t: batcher.submit(t, timeout_s=30).result, texts))
+
+    for one, batched in zip(alone, together, strict=True):
+        assert batched["label"] == one["label"]
+        assert batched["confidence"] == pytest.approx(one["confidence"], abs=1e-4)
+
+
+@pytest.mark.django_db
+def test_editing_a_version_reloads_it_with_the_new_settings():
+    version = ModelVersionFactory(version="reload", max_batch_size=4)
+    first = pool.batcher_for(version)
+
+    version.max_batch_size = 2
+    version.save()
+    second = pool.batcher_for(ModelVersion.objects.get(pk=version.pk))
+
+    assert second is not first
+    assert second.max_batch_size == 2

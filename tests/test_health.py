@@ -1,0 +1,40 @@
+import pytest
+
+from gateway.models import RequestLog
+from inference import pool
+from inference.models import ModelVersion
+
+
+def test_health_needs_no_key_and_touches_no_database(client):
+    # No db fixture: any query here would raise.
+    response = client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "healthy"
+    assert isinstance(response.json()["model_loaded"], bool)
+
+
+@pytest.mark.django_db
+def test_ready_reports_each_check(client, default_models):
+    pool.warm_up()
+
+    response = client.get("/ready")
+
+    assert response.status_code == 200
+    checks = response.json()["checks"]
+    assert checks["database"] == "ok"
+    assert checks["cache"] == "ok"
+    assert checks["models"] == {str(v): "loaded" for v in ModelVersion.objects.all()}
+    assert not RequestLog.objects.exists()
+
+
+@pytest.mark.django_db
+def test_ready_is_503_until_models_are_loaded(client, default_models):
+    version = ModelVersion.objects.get(name="embeddings")
+    version.notes = "edited: needs a reload"
+    version.save()
+
+    response = client.get("/ready")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["models"][str(version)] == "not loaded"

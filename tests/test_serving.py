@@ -1,0 +1,46 @@
+import pytest
+from django.db import connection
+
+from gateway.models import RequestLog
+from tests.factories import APIKeyFactory
+from tests.servers import gunicorn, http, served_database_url
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def served(default_models):
+    if connection.vendor != "postgresql":
+        pytest.skip("serving tests share the test database with the server: run them on PostgreSQL (make test)")
+    env = {"DATABASE_URL": served_database_url(), "WEB_WORKERS": "2", "WEB_THREADS": "8", "TORCH_THREADS": "1"}
+    with gunicorn(env) as base:
+        yield base
+
+
+def test_gunicorn_serves_predictions_with_models_warm(served):
+    key = APIKeyFactory()
+
+    status, _, ready = http("GET", served + "/ready")
+    assert status == 200
+    assert set(ready["checks"]["models"].values()) == {"loaded"}
+
+    status, headers, body = http(
+        "POST", served + "/api/v1/predict", {"text": "I loved it"}, {"X-API-Key": key.plaintext}
+    )
+    assert status == 200
+    assert body["label"] == "POSITIVE"
+    row = RequestLog.objects.get(request_id=headers["X-Request-ID"])
+    assert row.status_code == 200
+    assert row.api_key_id == key.pk
+
+
+def test_revoked_key_is_refused_by_the_served_gateway(served):
+    key = APIKeyFactory()
+    headers = {"X-API-Key": key.plaintext}
+    assert http("POST", served + "/predict", {"text": "fine"}, headers)[0] == 200
+
+    key.revoke()
+
+    # Both worker processes answer; every one of them must refuse the key.
+    statuses = {http("POST", served + "/predict", {"text": "fine"}, headers)[0] for _ in range(10)}
+    assert statuses == {401}
