@@ -1,4 +1,5 @@
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,14 +17,23 @@ class Recorder:
         self.batches = []
         self.fail_on = fail_on
         self.gate = gate
+        self.entered = threading.Event()
 
     def __call__(self, texts):
+        self.entered.set()
         if self.gate is not None:
             self.gate.wait()
         self.batches.append(list(texts))
         if self.fail_on and self.fail_on in texts:
             raise ValueError(f"cannot handle {self.fail_on!r}")
         return [f"out:{text}" for text in texts]
+
+
+def _wait_until(condition, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
 
 
 def _batcher(model, **options):
@@ -82,12 +92,14 @@ def test_a_failing_input_fails_alone():
 
 def test_full_queue_refuses_new_inputs():
     gate = threading.Event()
-    batcher = _batcher(Recorder(gate=gate), max_batch_size=1, max_wait_s=0, queue_size=2)
+    model = Recorder(gate=gate)
+    batcher = _batcher(model, max_batch_size=1, max_wait_s=0, queue_size=2)
     with ThreadPoolExecutor(max_workers=3) as executor:
-        busy = [executor.submit(batcher.submit, f"t{i}", 10) for i in range(3)]
-        # One input is in the model, two fill the queue: wait until the queue is full.
-        while batcher._queue.qsize() < 2:
-            threading.Event().wait(0.01)
+        # One input is in the model, two more fill the queue.
+        busy = [executor.submit(batcher.submit, "t0", 10)]
+        _wait_until(model.entered.is_set)
+        busy += [executor.submit(batcher.submit, f"t{i}", 10) for i in (1, 2)]
+        _wait_until(lambda: batcher._queue.qsize() == 2)
 
         with pytest.raises(Overloaded, match="queued"):
             batcher.submit("one too many", timeout_s=10)
@@ -102,8 +114,7 @@ def test_input_past_its_deadline_is_refused_and_never_run():
     batcher = _batcher(model, max_batch_size=1, max_wait_s=0)
     with ThreadPoolExecutor(max_workers=1) as executor:
         blocker = executor.submit(batcher.submit, "blocker", 10)
-        while not batcher._queue.empty():
-            threading.Event().wait(0.01)
+        _wait_until(model.entered.is_set)
 
         with pytest.raises(Overloaded, match="did not answer"):
             batcher.submit("late", timeout_s=0.05)
