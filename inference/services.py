@@ -8,11 +8,10 @@ from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from gateway.context import RequestContext
 from gateway.errors import ModelFailed, ModelNotFound, ModelUnavailable
-from inference import pool, registry
+from inference import pool, pricing, registry
 from inference.backends import Output
 from inference.batching import Overloaded
 from inference.models import ModelVersion, Task
-from inference.pricing import cost_of
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +66,10 @@ def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list
         raise ModelUnavailable(str(exc)) from exc
     except Exception as exc:
         raise ModelFailed() from exc
-    ctx.input_tokens = sum(output.input_tokens for output in outputs)
-    ctx.output_tokens = sum(output.output_tokens for output in outputs)
-    ctx.cost_usd = cost_of(version, ctx.input_tokens, ctx.output_tokens)
+    pricing.charge(
+        ctx,
+        version,
+        sum(output.input_tokens for output in outputs),
+        sum(output.output_tokens for output in outputs),
+    )
     return outputs

@@ -3,7 +3,8 @@ from django.core.cache import cache
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from tests.factories import APIKeyFactory
+from tests.factories import APIKeyFactory, ProviderFactory
+from tests.standin_upstream import StandinUpstream
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +34,26 @@ def client():
 def authed(client, api_key):
     client.credentials(HTTP_X_API_KEY=api_key.plaintext)
     return client
+
+
+@pytest.fixture(scope="session")
+def _standin_server():
+    server = StandinUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def standin(_standin_server, monkeypatch, settings):
+    """The stand-in provider, emptied for each test; retries back off briefly in tests."""
+    _standin_server.requests.clear()
+    _standin_server._scripts.clear()
+    monkeypatch.setenv("STANDIN_API_KEY", "sk-standin-secret")
+    settings.UPSTREAM_BACKOFF_INITIAL_S = 0.01
+    settings.UPSTREAM_BACKOFF_MAX_S = 0.05
+    return _standin_server
+
+
+@pytest.fixture
+def provider(standin, db):
+    return ProviderFactory(name="standin", base_url=standin.url)
