@@ -29,6 +29,7 @@ class RequestContext:
     fallback_used: bool = False
     routing_rule: str = ""
     ttft_ms: float | None = None
+    usage_estimated: bool = False
     truncated: bool = False
 
     def set_key(self, key) -> None:

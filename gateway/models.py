@@ -153,6 +153,9 @@ class RequestLog(models.Model):
     routing_rule = models.CharField(max_length=100, blank=True)
     ttft_ms = models.FloatField("time to first token (ms)", null=True, blank=True)
     truncated = models.BooleanField(default=False, help_text="A stream that broke after its first byte.")
+    usage_estimated = models.BooleanField(
+        default=False, help_text="The upstream reported no token usage; the counts are estimates."
+    )
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     input_text = models.TextField(blank=True, help_text="Stored only when GATEWAY_LOG_REQUEST_TEXT is on.")
 

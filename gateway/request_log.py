@@ -50,6 +50,7 @@ def record(ctx: RequestContext, request, status_code: int, latency_ms: float) ->
             routing_rule=ctx.routing_rule,
             ttft_ms=ctx.ttft_ms,
             truncated=ctx.truncated,
+            usage_estimated=ctx.usage_estimated,
             client_ip=client_ip(request),
             input_text=ctx.input_text if settings.GATEWAY_LOG_REQUEST_TEXT else "",
         )

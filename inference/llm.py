@@ -12,6 +12,7 @@ import urllib3
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from gateway.context import RequestContext
+from gateway.db import release_connection
 from gateway.errors import ModelNotFound, UpstreamFailed, UpstreamUnavailable
 from inference import pricing, routing, upstream
 from inference.breaker import Breaker
@@ -38,7 +39,7 @@ def chat_stream(ctx: RequestContext, body: dict, *, prompt: str) -> Iterator[byt
     response, lines, version = _first_success(
         ctx, upstream_body, task=Task.CHAT, path="/chat/completions", prompt=prompt, stream=True
     )
-    return _relay(ctx, version, response, lines, wants_usage)
+    return _relay(ctx, version, response, lines, wants_usage, prompt)
 
 
 def remote_embeddings(ctx: RequestContext, body: dict) -> bytes:
@@ -55,6 +56,7 @@ def _first_success(ctx, body, *, task, path, prompt, stream):
         raise ModelNotFound(f"No {task} model '{model_ref}' is being served.")
     if rule:
         ctx.routing_rule = rule.name
+    release_connection()
     all_open = True
     for position, version in enumerate(versions):
         breaker = Breaker(version.pk)
@@ -107,8 +109,9 @@ def _attempt(ctx: RequestContext, version: ModelVersion, path: str, payload: byt
     raise upstream.UpstreamError(f"{version.provider}: stream ended before its first event")
 
 
-def _relay(ctx, version, response, lines, wants_usage) -> Iterator[bytes]:
+def _relay(ctx, version, response, lines, wants_usage, prompt) -> Iterator[bytes]:
     usage = None
+    content_chunks = 0
     try:
         finished = False
         for line in lines:
@@ -116,8 +119,17 @@ def _relay(ctx, version, response, lines, wants_usage) -> Iterator[bytes]:
                 continue
             data = line[5:].strip()
             finished = data == b"[DONE]"
-            if not finished:
+            if finished and usage is None:
+                # Some engines (llama.cpp's server) ignore include_usage: estimate, and say so.
+                usage = _estimated_usage(prompt, content_chunks)
+                ctx.usage_estimated = True
+                if wants_usage:
+                    chunk = {"object": "chat.completion.chunk", "choices": [], "usage": usage}
+                    yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            elif not finished:
                 chunk = json.loads(data)
+                if any(choice.get("delta", {}).get("content") for choice in chunk.get("choices") or ()):
+                    content_chunks += 1
                 if chunk.get("usage"):
                     usage = chunk["usage"]
                     if not wants_usage and not chunk.get("choices"):
@@ -140,7 +152,18 @@ def _relay(ctx, version, response, lines, wants_usage) -> Iterator[bytes]:
         yield b"data: " + json.dumps(error).encode() + b"\n\n"
     finally:
         response.release_conn()
-        _charge_from_usage(ctx, version, usage)
+        _charge_from_usage(ctx, version, usage or _estimated_usage(prompt, content_chunks))
+
+
+def _estimated_usage(prompt: str, content_chunks: int) -> dict:
+    """Token counts when the upstream reports none: one token per streamed content chunk
+    (how OpenAI-style engines stream), about four characters per prompt token."""
+    prompt_tokens = max(1, len(prompt) // 4)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": content_chunks,
+        "total_tokens": prompt_tokens + content_chunks,
+    }
 
 
 def _charge_from_usage(ctx: RequestContext, version: ModelVersion, usage: dict | None) -> None:

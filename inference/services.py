@@ -3,10 +3,10 @@
 import logging
 
 from django.conf import settings
-from django.db import connection
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from gateway.context import RequestContext
+from gateway.db import release_connection
 from gateway.errors import ModelFailed, ModelNotFound, ModelUnavailable
 from inference import pool, pricing, registry
 from inference.backends import Output
@@ -56,10 +56,7 @@ def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list
     except Exception as exc:
         logger.exception("Could not load %s", version)
         raise ModelUnavailable(f"The model {version} could not be loaded.") from exc
-    # Hand the database connection back to the pool while the model runs: threads
-    # waiting on a model must not hold every pooled connection.
-    if not connection.in_atomic_block:
-        connection.close()
+    release_connection()
     try:
         outputs = batcher.submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
     except Overloaded as exc:
