@@ -9,7 +9,7 @@ logger = logging.getLogger(__name__)
 
 
 def is_logged_path(path: str) -> bool:
-    return path.startswith(settings.GATEWAY_LOGGED_PATH_PREFIXES)
+    return settings.GATEWAY_REQUEST_LOG_ENABLED and path.startswith(settings.GATEWAY_LOGGED_PATH_PREFIXES)
 
 
 def client_ip(request) -> str | None:

@@ -153,6 +153,8 @@ GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=1_048_576)
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
 # Paths whose every request leaves one RequestLog row.
 GATEWAY_LOGGED_PATH_PREFIXES = ("/api/", "/v1/", "/predict", "/batch_predict", "/batch_result")
+# Off only to measure what the log costs (make bench); every request is logged otherwise.
+GATEWAY_REQUEST_LOG_ENABLED = env.bool("GATEWAY_REQUEST_LOG_ENABLED", default=True)
 # Raw input text is personal data: stored on the log row only when enabled.
 GATEWAY_LOG_REQUEST_TEXT = env.bool("GATEWAY_LOG_REQUEST_TEXT", default=False)
 # Take the client IP from X-Forwarded-For only behind a proxy that sets it.

@@ -25,8 +25,6 @@ class StandinUpstream:
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"standin": self})
         self.server = _Server(("127.0.0.1", port), handler)
-        self.server.daemon_threads = True
-        self.server.request_queue_size = 1024
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
 
     def script(self, model: str, behaviours: list) -> None:
@@ -56,6 +54,8 @@ class StandinUpstream:
 
 
 class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # hundreds of benchmark connections arrive at once
     def handle_error(self, request, client_address):
         pass  # a client that gave up (a timeout under test) is expected, not an error
 
