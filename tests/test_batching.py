@@ -151,3 +151,15 @@ def test_editing_a_version_reloads_it_with_the_new_settings():
 
     assert second is not first
     assert second.max_batch_size == 2
+
+
+def test_gathered_inputs_run_in_groups_of_similar_length():
+    from inference.batching import MIN_GROUP, _Item, by_length
+
+    texts = ["x" * n for n in (5, 200, 6, 7, 190, 8, 5, 210, 6, 180, 7, 9)]
+    groups = by_length([_Item(text=t, deadline=0) for t in texts])
+
+    lengths = [[len(item.text) for item in group] for group in groups]
+    assert sorted(n for group in lengths for n in group) == sorted(len(t) for t in texts)
+    assert len(groups) == 2  # the short ones and the long ones, not one pass padded to 210
+    assert all(group == sorted(group) and len(group) >= MIN_GROUP for group in lengths)
