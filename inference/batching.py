@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 logger = logging.getLogger(__name__)
 
 
-PADDING_SLACK = 1.3
-MIN_GROUP = 4
+# The fixed cost of one forward pass, in characters of input it could have processed instead.
+PASS_OVERHEAD_CHARS = 64
 
 
 class Overloaded(Exception):
@@ -129,29 +129,28 @@ class MicroBatcher:
 
 
 def by_length(items: list[_Item]) -> list[list[_Item]]:
-    """Split a gathered batch into groups of similar length.
+    """Split a gathered batch into passes of similar length, at the least padded cost.
 
     A padded forward pass costs as if every input were as long as the longest; at sentence
-    lengths padding is the largest waste (sorting alone gave 1.9x in ../shared/MEASUREMENTS.md).
-    Inputs are sorted by length (characters stand in for tokens) and a new group starts when
-    padding would exceed PADDING_SLACK of the real length, keeping groups of MIN_GROUP or
-    more so each pass still amortises its fixed cost.
+    lengths padding is the largest waste (sorting alone gave 1.9x in ../shared/MEASUREMENTS.md),
+    while each pass also has a fixed cost. Inputs are sorted by length (characters stand in
+    for tokens) and cut where `passes x PASS_OVERHEAD_CHARS + sum(size x longest)` is least
+    (an exact dynamic programme; a batch holds at most a few dozen inputs).
     """
     ordered = sorted(items, key=lambda item: len(item.text))
-    groups: list[list[_Item]] = []
-    group: list[_Item] = []
-    real = 0
-    for item in ordered:
-        length = len(item.text)
-        padded = (len(group) + 1) * length
-        if len(group) >= MIN_GROUP and padded > PADDING_SLACK * (real + length):
-            groups.append(group)
-            group, real = [], 0
-        group.append(item)
-        real += length
-    if group:
-        groups.append(group)
-    return groups
+    lengths = [len(item.text) for item in ordered]
+    best = [0.0] + [float("inf")] * len(ordered)  # best[i]: cheapest cost of the first i inputs
+    cut = [0] * (len(ordered) + 1)
+    for end in range(1, len(ordered) + 1):
+        for start in range(end):
+            cost = best[start] + PASS_OVERHEAD_CHARS + (end - start) * lengths[end - 1]
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], len(ordered)
+    while end:
+        groups.append(ordered[cut[end] : end])
+        end = cut[end]
+    return groups[::-1]
 
 
 def _cancel(items: list[_Item]) -> None:

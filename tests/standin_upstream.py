@@ -56,6 +56,7 @@ class StandinUpstream:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # hundreds of benchmark connections arrive at once
+
     def handle_error(self, request, client_address):
         pass  # a client that gave up (a timeout under test) is expected, not an error
 
