@@ -18,6 +18,11 @@ class RequestContext:
     cache_hit: bool = False
     error_type: str = ""
     input_text: str = ""
+    output_label: str = ""
+    experiment: object | None = None  # experiments.models.Experiment
+    variant: str = ""
+    unit: str = ""  # a digest of the experiment unit, never the raw user id
+    shadow_of: uuid.UUID | None = None
 
     def set_key(self, key) -> None:
         self.api_key = key
