@@ -26,8 +26,7 @@ class Experiment(models.Model):
     salt = models.CharField(
         max_length=64,
         default=_new_salt,
-        help_text="Seeds the assignment hash. Fixed once the experiment has started: a new salt reshuffles "
-        "every unit.",
+        help_text="Seeds the assignment hash. Fixed once the experiment has started: a new salt reshuffles every unit.",
     )
     coverage = models.PositiveSmallIntegerField(
         default=100,

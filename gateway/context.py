@@ -8,6 +8,7 @@ class RequestContext:
     """What one request learns on its way through the gateway; becomes its RequestLog row."""
 
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    endpoint: str = ""
     api_key: object | None = None  # gateway.models.APIKey
     key_prefix: str = ""
     model_version: object | None = None  # inference.models.ModelVersion

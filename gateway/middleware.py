@@ -15,7 +15,7 @@ class RequestLogMiddleware:
 
     def __call__(self, request):
         started = time.perf_counter()
-        request.ctx = ctx = RequestContext()
+        request.ctx = ctx = RequestContext(endpoint=request.path)
         if _declared_length(request) > settings.GATEWAY_MAX_BODY_BYTES:
             response = json_error(
                 request,

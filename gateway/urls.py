@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
+from experiments.views import FeedbackView
 from gateway import health
 from inference.views import EmbeddingsView, PredictView
 
@@ -13,6 +14,7 @@ handler500 = "gateway.errors.server_error"
 urlpatterns = [
     path("api/v1/predict", PredictView.as_view(), name="predict"),
     path("api/v1/embeddings", EmbeddingsView.as_view(), name="embeddings"),
+    path("api/v1/feedback", FeedbackView.as_view(), name="feedback"),
     path("api/schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     # The original service's paths, kept for its clients.
     path("predict", PredictView.as_view(), name="seed-predict"),

@@ -1,4 +1,5 @@
 from decimal import Decimal
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
@@ -136,8 +137,9 @@ class TrainingRun(models.Model):
     """A classifier trained from a labelled file by a Celery worker (inference.tasks)."""
 
     data_path = models.CharField(
-        max_length=500, help_text="A TSV file (header line; text in the first column, label in the last), "
-        "readable by the web and worker processes."
+        max_length=500,
+        help_text="A TSV file (header line; text in the first column, label in the last), "
+        "readable by the web and worker processes.",
     )
     base = models.CharField(
         max_length=160, default="embeddings", help_text="The registered encoder to train on: name or name:version."
@@ -162,3 +164,11 @@ class TrainingRun(models.Model):
 
     def __str__(self):
         return f"training {self.name} from {self.data_path}"
+
+    def clean(self):
+        if not Path(self.data_path).is_file():
+            raise ValidationError(
+                {"data_path": f"No file at {self.data_path} (it must be readable here and by workers)."}
+            )
+        if not 0 < self.holdout < 1:
+            raise ValidationError({"holdout": "A share between 0 and 1, e.g. 0.2."})

@@ -23,7 +23,9 @@ class Command(BaseCommand):
         parser.add_argument("--data", required=True, help="TSV with a header; text first column, label last.")
         parser.add_argument("--base", required=True, help="Registered embeddings model (name or name:version).")
         parser.add_argument("--name", required=True, help="Model name to register the new version under.")
-        parser.add_argument("--model-version", dest="model_version", default="", help="Version string (default: head-<date>-<time>).")
+        parser.add_argument(
+            "--model-version", dest="model_version", default="", help="Version string (default: head-<date>-<time>)."
+        )
         parser.add_argument("--label-names", nargs="*", default=[], help="Rename labels: 0=NEGATIVE 1=POSITIVE.")
         parser.add_argument("--limit", type=int, help="Train and evaluate on at most this many examples.")
         parser.add_argument("--holdout", type=float, default=0.2, help="Share held out for evaluation (0.2).")
