@@ -57,7 +57,13 @@ def _answer(copy: _Copy) -> None:
 def _run(ctx: RequestContext, version, texts: list[str]) -> int:
     """Answer on the version and fill ctx as the live path would; the status code the answer would have had."""
     try:
-        outputs = pool.batcher_for(version).submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
+        batcher = pool.batcher_for(version)
+    except Exception:
+        logger.exception("Shadow %s could not be loaded", version)
+        ctx.error_type = "model_unavailable"
+        return 503
+    try:
+        outputs = batcher.submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
     except Overloaded:
         ctx.error_type = "model_unavailable"
         return 503

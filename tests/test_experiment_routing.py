@@ -110,7 +110,7 @@ def test_only_one_experiment_per_model_runs_at_once(experiment, versions):
     ids=["sum-90", "one-variant"],
 )
 def test_an_experiment_with_bad_variants_does_not_start(versions, weights, message):
-    variants = [(f"v{i}", version, weight) for i, (version, weight) in enumerate(zip(versions, weights))]
+    variants = [(f"v{i}", version, weight) for i, (version, weight) in enumerate(zip(versions, weights, strict=False))]
 
     with pytest.raises(services.ExperimentError, match=message):
         started_experiment(*variants)
