@@ -12,7 +12,7 @@ Definitions (the README's experiment section repeats them):
 import math
 from dataclasses import dataclass, field
 
-from django.db.models import Avg, Count, F, OuterRef, Q, Subquery, Variance
+from django.db.models import Avg, Count, F, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 
 from experiments import significance
@@ -142,8 +142,9 @@ def for_experiment(experiment: Experiment) -> ExperimentStats:
             | (scored_only & Q(feedback_score__gte=POSITIVE_SCORE)),
         ),
         scores=Count("feedback_score", filter=live),
-        score_mean=Avg("feedback_score", filter=live),
-        score_variance=Variance("feedback_score", sample=True, filter=live),
+        score_sum=Sum("feedback_score", filter=live),
+        # Sums of squares rather than VAR_SAMP, which SQLite (the embedded default) lacks for n < 2.
+        score_squares=Sum(F("feedback_score") * F("feedback_score"), filter=live),
     ):
         stats = variants.get(row["variant"])
         if stats is None:
@@ -151,7 +152,11 @@ def for_experiment(experiment: Experiment) -> ExperimentStats:
         stats.requests, stats.units, stats.errors = row["requests"], row["units"], row["errors"]
         stats.cost_per_request = float(row["cost"]) if row["cost"] is not None else None
         stats.feedback, stats.positives, stats.scores = row["feedback"], row["positives"], row["scores"]
-        stats.score_mean, stats.score_variance = row["score_mean"], row["score_variance"]
+        if stats.scores:
+            stats.score_mean = row["score_sum"] / stats.scores
+        if stats.scores >= 2:
+            squares = row["score_squares"] - row["score_sum"] ** 2 / stats.scores
+            stats.score_variance = max(0.0, squares) / (stats.scores - 1)
         latencies = RequestLog.objects.filter(experiment=experiment, variant=stats.name)
         stats.latency_p50_ms = _percentile(latencies, 0.50, stats.requests)
         stats.latency_p95_ms = _percentile(latencies, 0.95, stats.requests)
