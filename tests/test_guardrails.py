@@ -22,9 +22,7 @@ def broken():
 
 
 def _traffic(authed, users):
-    return [
-        authed.post("/api/v1/predict", {"text": "fine"}, format="json", HTTP_X_USER_ID=f"user-{i}") for i in users
-    ]
+    return [authed.post("/api/v1/predict", {"text": "fine"}, format="json", HTTP_X_USER_ID=f"user-{i}") for i in users]
 
 
 def test_guardrail_pauses_a_failing_variant_and_records_why(authed, production, broken, background_jobs):
