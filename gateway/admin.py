@@ -1,7 +1,7 @@
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from gateway.models import APIKey, RequestLog
+from gateway.models import APIKey, AuditEvent, RequestLog
 
 
 @admin.register(APIKey)
@@ -68,10 +68,11 @@ class RequestLogAdmin(admin.ModelAdmin):
         "output_tokens",
         "cost_usd",
         "cache_hit",
+        "variant",
     )
     list_filter = (
         "status_code", "endpoint", "model_name", "provider", "error_type", "cache_hit", "fallback_used", "truncated",
-        "price_missing",
+        "price_missing", "variant", ("shadow_of", admin.EmptyFieldListFilter),
     )  # fmt: skip
     search_fields = ("=request_id", "=key_prefix")
     date_hierarchy = "created_at"
@@ -94,3 +95,21 @@ class RequestLogAdmin(admin.ModelAdmin):
 
 admin.site.site_header = "AI Gateway administration"
 admin.site.index_title = f"Operations ({timezone.get_current_timezone_name()})"
+
+
+class AuditEventInline(admin.TabularInline):
+    """Read-only history of a version or an experiment; subclasses set fk_name."""
+
+    model = AuditEvent
+    fields = ("created_at", "actor", "action", "message")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "history entry"
+    verbose_name_plural = "history (promotions, archives, experiments, weight changes)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -10,6 +10,7 @@ class RequestContext:
 
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
     started: float = field(default_factory=time.perf_counter)
+    endpoint: str = ""
     api_key: object | None = None  # gateway.models.APIKey
     key_prefix: str = ""
     model_version: object | None = None  # inference.models.ModelVersion
@@ -31,6 +32,11 @@ class RequestContext:
     ttft_ms: float | None = None
     usage_estimated: bool = False
     truncated: bool = False
+    output_label: str = ""
+    experiment: object | None = None  # experiments.models.Experiment
+    variant: str = ""
+    unit: str = ""  # a digest of the experiment unit, never the raw user id
+    shadow_of: uuid.UUID | None = None
 
     def set_key(self, key) -> None:
         self.api_key = key

@@ -158,6 +158,17 @@ class RequestLog(models.Model):
     )
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     input_text = models.TextField(blank=True, help_text="Stored only when GATEWAY_LOG_REQUEST_TEXT is on.")
+    output_label = models.CharField(max_length=100, blank=True, help_text="The label a classifier answered.")
+    # A/B experiments (experiments app): which experiment and variant served the request,
+    # and a digest of its unit (X-User-ID or the key) so statistics can count units.
+    experiment = models.ForeignKey(
+        "experiments.Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    variant = models.CharField(max_length=50, blank=True)
+    unit = models.CharField(max_length=32, blank=True)
+    shadow_of = models.UUIDField(
+        null=True, blank=True, help_text="Set on a shadow answer: the request it mirrored. Never returned."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -165,7 +176,47 @@ class RequestLog(models.Model):
             models.Index(fields=["created_at"], name="requestlog_time"),
             models.Index(fields=["api_key", "created_at"], name="requestlog_key_time"),
             models.Index(fields=["model_version", "created_at"], name="requestlog_version_time"),
+            # Only experiment traffic is indexed: statistics read these rows, nothing else does.
+            models.Index(
+                fields=["experiment", "variant"],
+                name="requestlog_experiment_variant",
+                condition=models.Q(experiment__isnull=False),
+            ),
         ]
 
     def __str__(self):
         return f"{self.request_id} {self.method} {self.endpoint} {self.status_code}"
+
+
+class AuditAction(models.TextChoices):
+    REGISTER = "register", "Registered"
+    PROMOTE = "promote", "Promoted"
+    ARCHIVE = "archive", "Archived"
+    START = "start", "Experiment started"
+    PAUSE = "pause", "Experiment paused"
+    STOP = "stop", "Experiment stopped"
+    WEIGHTS = "weights", "Weights or coverage changed"
+    GUARDRAIL = "guardrail", "Paused by guardrail"
+
+
+class AuditEvent(models.Model):
+    """Who changed what in a model's life cycle, and when; shown on each version and experiment."""
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # A username, or what acted on its own ("guardrail", "trainclassifier"); a string so the
+    # record outlives the user.
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=16, choices=AuditAction.choices)
+    model_version = models.ForeignKey(
+        "inference.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    experiment = models.ForeignKey(
+        "experiments.Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor}: {self.get_action_display()}"

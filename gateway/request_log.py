@@ -22,14 +22,26 @@ def client_ip(request) -> str | None:
 
 def record(ctx: RequestContext, request, status_code: int, latency_ms: float) -> None:
     """Write the request's row; a failed write is logged, never turned into a failed answer."""
+    write(
+        ctx,
+        method=request.method,
+        endpoint=request.path,
+        client_ip=client_ip(request),
+        status_code=status_code,
+        latency_ms=latency_ms,
+    )
+
+
+def write(ctx: RequestContext, *, method: str, endpoint: str, client_ip, status_code: int, latency_ms: float) -> None:
+    """One RequestLog row from a context: a request's, or a shadow answer's (which has no request)."""
     version = ctx.model_version
     try:
         RequestLog.objects.create(
             request_id=ctx.request_id,
             api_key=ctx.api_key,
             key_prefix=ctx.key_prefix,
-            method=request.method,
-            endpoint=request.path[:200],
+            method=method,
+            endpoint=endpoint[:200],
             model_name=ctx.model_name,
             model_version=version,
             version=version.version if version else "",
@@ -51,8 +63,13 @@ def record(ctx: RequestContext, request, status_code: int, latency_ms: float) ->
             ttft_ms=ctx.ttft_ms,
             truncated=ctx.truncated,
             usage_estimated=ctx.usage_estimated,
-            client_ip=client_ip(request),
+            client_ip=client_ip,
             input_text=ctx.input_text if settings.GATEWAY_LOG_REQUEST_TEXT else "",
+            output_label=ctx.output_label[:100],
+            experiment=ctx.experiment,
+            variant=ctx.variant,
+            unit=ctx.unit,
+            shadow_of=ctx.shadow_of,
         )
     except Exception:
         logger.exception("Could not write the request log row for %s", ctx.request_id)

@@ -127,6 +127,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Django 6 behaviour now: a URL typed without a scheme in a form means https.
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 
@@ -179,6 +181,15 @@ BREAKER_COOLDOWN_S = env.float("BREAKER_COOLDOWN_S", default=30.0)
 GATEWAY_INFERENCE_TIMEOUT_S = env.float("GATEWAY_INFERENCE_TIMEOUT_S", default=10.0)
 # Requests queued per model before new ones are refused with 503.
 GATEWAY_INFERENCE_QUEUE_SIZE = env.int("GATEWAY_INFERENCE_QUEUE_SIZE", default=1024)
+# Where trainclassifier saves model artifacts; versions refer to them as store:<path>.
+MODEL_STORE = Path(env("MODEL_STORE", default=str(BASE_DIR / "model_store")))
+# Experiments (docs/decisions/0021-shadow-traffic.md): threads per process that run shadow
+# copies and guardrail checks off the request path, and how many may wait before new
+# shadow copies are dropped rather than slow anything down.
+EXPERIMENT_BACKGROUND_WORKERS = env.int("EXPERIMENT_BACKGROUND_WORKERS", default=1)
+EXPERIMENT_BACKGROUND_QUEUE = env.int("EXPERIMENT_BACKGROUND_QUEUE", default=64)
+# Each process checks a running experiment's guardrail at most this often.
+EXPERIMENT_GUARDRAIL_INTERVAL_S = env.float("EXPERIMENT_GUARDRAIL_INTERVAL_S", default=10.0)
 # PyTorch threads per process; with W web workers on C cores, C / W is the usual choice.
 TORCH_THREADS = env.int("TORCH_THREADS", default=0)
 # Skip the last-used write when the stored value is this recent (one UPDATE a minute per key).

@@ -1,10 +1,17 @@
+from pathlib import Path
+
 import pytest
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.management import call_command
+from django.test import Client as DjangoClient
 from rest_framework.test import APIClient
 
 from tests.factories import APIKeyFactory, ProviderFactory
 from tests.standin_upstream import StandinUpstream
+
+# The shared development data set, beside the project (../shared/data), never inside it.
+SST2_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"
 
 
 @pytest.fixture(autouse=True)
@@ -57,3 +64,37 @@ def standin(_standin_server, monkeypatch, settings):
 @pytest.fixture
 def provider(standin, db):
     return ProviderFactory(name="standin", base_url=standin.url)
+
+
+@pytest.fixture
+def admin_browser(db):
+    """A logged-in superuser's browser on the admin."""
+    user = get_user_model().objects.create_superuser("ops-admin", "ops-admin@example.com", "correct horse battery")
+    browser = DjangoClient()
+    browser.force_login(user)
+    return browser
+
+
+@pytest.fixture
+def model_store(settings, tmp_path):
+    """MODEL_STORE in a temporary directory: trained artifacts never land in the project."""
+    settings.MODEL_STORE = tmp_path / "model_store"
+    return settings.MODEL_STORE
+
+
+@pytest.fixture
+def sst2_file():
+    """The SST-2 training file from the shared data directory (never copied into the repository)."""
+    if not SST2_TRAIN.is_file():
+        pytest.skip(f"SST-2 training data is not at {SST2_TRAIN}; it ships beside the project, not in it")
+    return SST2_TRAIN
+
+
+@pytest.fixture
+def background_jobs():
+    """The experiments' background pool, fresh for the test and drained after it."""
+    from experiments import background
+
+    background.shutdown()
+    yield background
+    background.shutdown()
