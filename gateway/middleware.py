@@ -26,6 +26,8 @@ class RequestLogMiddleware:
         else:
             response = self.get_response(request)
         response["X-Request-ID"] = str(ctx.request_id)
+        for name, value in ctx.response_headers.items():
+            response[name] = value
         if request_log.is_logged_path(request.path):
             latency_ms = (time.perf_counter() - started) * 1000
             request_log.record(ctx, request, response.status_code, latency_ms)

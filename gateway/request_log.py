@@ -40,6 +40,8 @@ def record(ctx: RequestContext, request, status_code: int, latency_ms: float) ->
             output_tokens=ctx.output_tokens,
             cost_usd=ctx.cost_usd,
             cache_hit=ctx.cache_hit,
+            cost_saved_usd=ctx.cost_saved_usd,
+            team_id=ctx.api_key.team_id if ctx.api_key else None,
             client_ip=client_ip(request),
             input_text=ctx.input_text if settings.GATEWAY_LOG_REQUEST_TEXT else "",
         )

@@ -13,6 +13,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "version", "task", "backend", "source", "status", "labels", "config", "notes")}),
         ("Pricing (USD)", {"fields": ("input_cost_per_1k", "output_cost_per_1k", "cost_per_request")}),
         ("Limits and batching", {"fields": ("max_input_chars", "max_batch_size", "max_batch_wait_ms")}),
+        ("Response cache", {"fields": ("cache_ttl_s", "cache_scope", "cache_sampled")}),
         ("History", {"fields": ("created_at", "updated_at", "promoted_at")}),
     )
     actions = ["promote", "archive"]

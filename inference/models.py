@@ -30,6 +30,15 @@ BACKEND_TASKS = {
 
 _PRICE = {"max_digits": 12, "decimal_places": 8, "default": Decimal("0")}
 
+# Backends whose answer depends on the input alone: their cached answers may be shared.
+DETERMINISTIC_BACKENDS = {Backend.TRANSFORMERS, Backend.ZERO_SHOT}
+
+
+class CacheScope(models.TextChoices):
+    AUTO = "auto", "Automatic: shared for deterministic local models, per team otherwise"
+    SHARED = "shared", "Shared by every team"
+    TEAM = "team", "Per team (per key for keys without a team)"
+
 
 class ModelVersion(models.Model):
     name = models.CharField(max_length=100, help_text="The name clients ask for, e.g. sentiment.")
@@ -59,6 +68,20 @@ class ModelVersion(models.Model):
     max_batch_size = models.PositiveSmallIntegerField(default=32, help_text="Most inputs in one forward pass.")
     max_batch_wait_ms = models.PositiveSmallIntegerField(
         default=5, help_text="How long the first input of a batch waits for others to join."
+    )
+    cache_ttl_s = models.PositiveIntegerField(
+        "response cache TTL (s)", default=3600, help_text="How long answers are cached; 0 turns the cache off."
+    )
+    cache_scope = models.CharField(
+        max_length=8,
+        choices=CacheScope.choices,
+        default=CacheScope.AUTO,
+        help_text="Whether one team may receive an answer cached for another.",
+    )
+    cache_sampled = models.BooleanField(
+        "cache sampled answers",
+        default=False,
+        help_text="Also cache answers sampled at temperature > 0 (each caller then gets the same sample).",
     )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -96,6 +119,12 @@ class ModelVersion(models.Model):
             self.labels = list(prototypes)
         if self.max_batch_size < 1:
             raise ValidationError({"max_batch_size": "At least 1."})
+
+    @property
+    def cache_is_shared(self) -> bool:
+        if self.cache_scope == CacheScope.AUTO:
+            return self.backend in DETERMINISTIC_BACKENDS
+        return self.cache_scope == CacheScope.SHARED
 
     def promote(self) -> None:
         """Make this the production version of its name; the current one steps down to staging."""

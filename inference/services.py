@@ -1,4 +1,9 @@
-"""The request path for local models: route, check, infer, cost. Views call these."""
+"""The request path for local models, composed in one place. Views call these.
+
+route (version, model scope) -> check input -> response cache -> admission (tokens per
+minute, budgets: reserve) -> infer -> cost -> settle -> store in the cache. Requests per
+minute are checked before the view runs (gateway/rate_limits.py, a DRF throttle).
+"""
 
 import logging
 
@@ -6,10 +11,12 @@ from django.conf import settings
 from django.db import connection
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
+from gateway import admission, response_cache
 from gateway.context import RequestContext
 from gateway.errors import ModelFailed, ModelNotFound, ModelUnavailable
 from inference import pool, registry
 from inference.backends import Output
+from inference.backends.encoder import most_tokens
 from inference.batching import Overloaded
 from inference.models import ModelVersion, Task
 from inference.pricing import cost_of
@@ -17,19 +24,23 @@ from inference.pricing import cost_of
 logger = logging.getLogger(__name__)
 
 
-def classify(*, ctx: RequestContext, text: str, model_ref: str | None) -> tuple[ModelVersion, dict]:
+def classify(
+    *, ctx: RequestContext, text: str, model_ref: str | None, cache_control: str = ""
+) -> tuple[ModelVersion, dict]:
     version = _route(ctx, model_ref or settings.GATEWAY_DEFAULT_CLASSIFIER, Task.TEXT_CLASSIFICATION)
     _check_length(version, [text])
     ctx.input_text = text
-    (output,) = _infer(ctx, version, [text])
+    (output,) = _answer(ctx, version, [text], cache_control)
     return version, output.result
 
 
-def embed(*, ctx: RequestContext, texts: list[str], model_ref: str | None) -> tuple[ModelVersion, list[Output]]:
+def embed(
+    *, ctx: RequestContext, texts: list[str], model_ref: str | None, cache_control: str = ""
+) -> tuple[ModelVersion, list[Output]]:
     version = _route(ctx, model_ref or settings.GATEWAY_DEFAULT_EMBEDDINGS, Task.EMBEDDINGS)
     _check_length(version, texts)
     ctx.input_text = "\n".join(texts)
-    return version, _infer(ctx, version, texts)
+    return version, _answer(ctx, version, texts, cache_control)
 
 
 def _route(ctx: RequestContext, model_ref: str, task: str) -> ModelVersion:
@@ -49,6 +60,17 @@ def _check_length(version: ModelVersion, texts: list[str]) -> None:
             raise ValidationError(
                 {"text": [f"Ensure this field has no more than {version.max_input_chars} characters."]}
             )
+
+
+def _answer(ctx: RequestContext, version: ModelVersion, texts: list[str], cache_control: str) -> list[Output]:
+    cached = response_cache.entry(ctx, version, task=version.task, inputs=texts, cache_control=cache_control)
+    outputs = cached.lookup()
+    if outputs is None:
+        tokens = sum(most_tokens(text) for text in texts)
+        with admission.admitted(ctx, tokens=tokens, cost=cost_of(version, tokens, 0)):
+            outputs = _infer(ctx, version, texts)
+        cached.store(outputs)
+    return outputs
 
 
 def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list[Output]:

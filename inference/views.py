@@ -14,7 +14,10 @@ class PredictView(APIView):
         params = PredictRequest(data=request.data)
         params.is_valid(raise_exception=True)
         version, result = services.classify(
-            ctx=request.ctx, text=params.validated_data["text"], model_ref=params.validated_data.get("model")
+            ctx=request.ctx,
+            text=params.validated_data["text"],
+            model_ref=params.validated_data.get("model"),
+            cache_control=request.headers.get("Cache-Control", ""),
         )
         return Response(
             {
@@ -36,8 +39,13 @@ class EmbeddingsView(APIView):
         params.is_valid(raise_exception=True)
         ctx = request.ctx
         version, outputs = services.embed(
-            ctx=ctx, texts=params.validated_data["input"], model_ref=params.validated_data.get("model")
+            ctx=ctx,
+            texts=params.validated_data["input"],
+            model_ref=params.validated_data.get("model"),
+            cache_control=request.headers.get("Cache-Control", ""),
         )
+        # The input's tokens, also on a cache hit (where the log row counts none: nothing ran).
+        tokens = sum(out.input_tokens for out in outputs)
         return Response(
             {
                 "object": "list",
@@ -47,7 +55,7 @@ class EmbeddingsView(APIView):
                 ],
                 "model": version.name,
                 "model_version": version.version,
-                "usage": {"prompt_tokens": ctx.input_tokens, "total_tokens": ctx.input_tokens},
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
                 "request_id": str(ctx.request_id),
                 "cached": ctx.cache_hit,
             }
