@@ -4,6 +4,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from tests.factories import APIKeyFactory
+from tests.windows import wait_for_window_room
 
 
 @pytest.fixture(autouse=True)
@@ -33,3 +34,10 @@ def client():
 def authed(client, api_key):
     client.credentials(HTTP_X_API_KEY=api_key.plaintext)
     return client
+
+
+@pytest.fixture
+def roomy_window():
+    """Call with (key, seconds): waits, if need be, until the key's rate-limit windows (requests
+    and tokens, one minute each) have that long left, so a test's burst cannot straddle an edge."""
+    return wait_for_window_room

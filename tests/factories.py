@@ -1,6 +1,6 @@
 import factory
 
-from gateway.models import APIKey
+from gateway.models import APIKey, Team
 from inference.management.commands.bootstrap import PACKAGED_MODEL, SENTIMENT_PROTOTYPES
 from inference.models import Backend, ModelVersion, Status, Task
 
@@ -32,3 +32,10 @@ class APIKeyFactory(factory.django.DjangoModelFactory):
         key, plaintext = model_class.objects.create_key(**kwargs)
         key.plaintext = plaintext
         return key
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Team
+
+    name = factory.Sequence(lambda n: f"team-{n}")
