@@ -25,6 +25,7 @@ from gateway.traffic_metrics import BUDGET_ALERTS
 logger = logging.getLogger(__name__)
 
 UNITS_PER_USD = Decimal(10**8)
+_ADJECTIVES = {BudgetPeriod.DAY: "daily", BudgetPeriod.WEEK: "weekly", BudgetPeriod.MONTH: "monthly"}
 # Counters outlive their period by a day so late settlements still find them.
 _TTL_AFTER_PERIOD = datetime.timedelta(days=1)
 
@@ -75,8 +76,9 @@ class BudgetHold:
     def refuse(self, current: int, ctx) -> None:
         left = to_usd(max(self.cap_units - current, 0))
         whose = f"team {self.owner.name!r}" if isinstance(self.owner, Team) else "this API key"
+        budget = f"{self.owner.budget_usd.normalize():f}"
         raise BudgetExceeded(
-            f"The {self.owner.budget_period}ly budget of {whose} ({self.owner.budget_usd} USD) does not cover this "
+            f"The {_ADJECTIVES[self.owner.budget_period]} budget of {whose} ({budget} USD) does not cover this "
             f"request: {left:.8f} USD left, the request may cost up to {to_usd(self.charge.amount):.8f} USD. "
             f"It resets at {self.end.isoformat()}."
         )

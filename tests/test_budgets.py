@@ -37,14 +37,15 @@ def _spent(**filters) -> Decimal:
 
 
 def test_request_past_the_keys_budget_gets_402(client, priced):
-    key = APIKeyFactory(budget_usd=Decimal("0.025"))
+    key = APIKeyFactory(budget_usd=Decimal("0.025"), budget_period=BudgetPeriod.DAY)
 
     answers = [_predict(client, key, f"text number {i}") for i in range(3)]
 
     assert [r.status_code for r in answers] == [200, 200, 402]
     error = answers[-1].json()["error"]
     assert error["type"] == "budget_exceeded"
-    assert "0.025" in error["message"]
+    assert error["message"].startswith("The daily budget of this API key (0.025 USD)")
+    assert "0.00500000 USD left" in error["message"]
     assert _spent(api_key=key) == Decimal("0.02")
     assert RequestLog.objects.get(request_id=answers[-1]["X-Request-ID"]).error_type == "budget_exceeded"
 
