@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -16,7 +17,7 @@ def _rate(used, limit) -> str:
 
 def _budget(current: usage.Usage) -> str:
     if current.budget_usd is None:
-        return f"{current.spent_usd:.4f} USD (no budget)"
+        return "no budget" if current.spent_usd is None else f"{current.spent_usd:.4f} USD (no budget)"
     text = f"{current.spent_usd:.4f} / {current.budget_usd:.4f} USD ({current.budget_share:.0%})"
     if current.past_alert:
         return format_html(
@@ -27,7 +28,7 @@ def _budget(current: usage.Usage) -> str:
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ("name", "requests_per_minute", "tokens_per_minute", "spend_this_period", "budget_period", "keys")
+    list_display = ("name", "requests_per_minute", "tokens_per_minute", "budget_use", "budget_period", "keys")
     search_fields = ("name",)
     readonly_fields = ("spend_this_period", "created_at", "updated_at")
     fieldsets = (
@@ -42,13 +43,20 @@ class TeamAdmin(admin.ModelAdmin):
         ),
     )
 
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(key_count=Count("api_keys"))
+
+    @admin.display(description="Spend this period")
+    def budget_use(self, obj):
+        return _budget(usage.team_usage(obj))
+
     @admin.display(description="Spend this period")
     def spend_this_period(self, obj):
-        return _budget(usage.team_usage(obj)) if obj.pk else "—"
+        return _budget(usage.team_usage(obj, unbudgeted_spend=True)) if obj.pk else "—"
 
-    @admin.display(description="Keys")
+    @admin.display(description="Keys", ordering="key_count")
     def keys(self, obj):
-        return obj.api_keys.count()
+        return obj.key_count
 
 
 @admin.register(APIKey)
@@ -61,7 +69,7 @@ class APIKeyAdmin(admin.ModelAdmin):
         "state",
         "requests_this_minute",
         "tokens_this_minute",
-        "spend_this_period",
+        "budget_use",
         "last_used_at",
     )
     list_filter = ("is_active", ("revoked_at", admin.EmptyFieldListFilter), "team", "created_at")
@@ -130,8 +138,12 @@ class APIKeyAdmin(admin.ModelAdmin):
         return _rate(current.tokens_this_minute, current.tokens_per_minute)
 
     @admin.display(description="Spend this period")
+    def budget_use(self, obj):
+        return _budget(self._usage(obj))
+
+    @admin.display(description="Spend this period")
     def spend_this_period(self, obj):
-        return _budget(self._usage(obj)) if obj.pk else "—"
+        return _budget(usage.key_usage(obj, unbudgeted_spend=True)) if obj.pk else "—"
 
     @staticmethod
     def _usage(obj) -> usage.Usage:

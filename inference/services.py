@@ -6,6 +6,7 @@ minute are checked before the view runs (gateway/rate_limits.py, a DRF throttle)
 """
 
 import logging
+from dataclasses import asdict
 
 from django.conf import settings
 from django.db import connection
@@ -64,12 +65,14 @@ def _check_length(version: ModelVersion, texts: list[str]) -> None:
 
 def _answer(ctx: RequestContext, version: ModelVersion, texts: list[str], cache_control: str) -> list[Output]:
     cached = response_cache.entry(ctx, version, task=version.task, inputs=texts, cache_control=cache_control)
-    outputs = cached.lookup()
-    if outputs is None:
-        tokens = sum(most_tokens(text) for text in texts)
-        with admission.admitted(ctx, tokens=tokens, cost=cost_of(version, tokens, 0)):
-            outputs = _infer(ctx, version, texts)
-        cached.store(outputs)
+    hit = cached.lookup()
+    if hit is not None:
+        return [Output(**output) for output in hit]
+    tokens = sum(most_tokens(text) for text in texts)
+    with admission.admitted(ctx, tokens=tokens, cost=cost_of(version, tokens, 0)):
+        outputs = _infer(ctx, version, texts)
+    # Plain dicts, not pickled classes: entries must outlive a deploy that changes Output.
+    cached.store([asdict(output) for output in outputs])
     return outputs
 
 

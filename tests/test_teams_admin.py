@@ -71,12 +71,15 @@ def test_key_list_shows_usage_against_limits_and_budget(admin_client, client, pr
     key = APIKeyFactory(name="billing", requests_per_minute=5, budget_usd=Decimal("0.04"), budget_alert_percent=50)
     roomy_window(key, 5)
     _spend(client, key, 2)
+    _spend(client, APIKeyFactory(name="unbudgeted"), 1)
 
     page = admin_client.get("/admin/gateway/apikey/").content.decode()
 
     assert "2 / 5" in page
     assert "0.0200 / 0.0400 USD (50%)" in page
     assert "past the 50% alert" in page
+    # Keys without a budget have no live counter; the list does not sum the log for them.
+    assert "no budget" in page
 
 
 def test_key_page_shows_spend_without_a_budget(admin_client, client, priced):
