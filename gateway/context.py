@@ -19,6 +19,7 @@ class RequestContext:
     output_tokens: int = 0
     cost_usd: Decimal = Decimal("0")
     cache_hit: bool = False
+    cost_saved_usd: Decimal = Decimal("0")  # a cache hit's cost had the model run
     error_type: str = ""
     input_text: str = ""
     input_price_per_1k: Decimal | None = None
@@ -37,6 +38,8 @@ class RequestContext:
     variant: str = ""
     unit: str = ""  # a digest of the experiment unit, never the raw user id
     shadow_of: uuid.UUID | None = None
+    # Headers the steps want on the response whatever its status (e.g. X-RateLimit-*).
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     def set_key(self, key) -> None:
         self.api_key = key

@@ -27,6 +27,8 @@ class RequestLogMiddleware:
         response["X-Request-ID"] = str(ctx.request_id)
         if ctx.variant:
             response["X-Experiment-Variant"] = ctx.variant
+        for name, value in ctx.response_headers.items():
+            response[name] = value
         if request_log.is_logged_path(request.path):
             if response.streaming:
                 # A stream's tokens, cost and outcome are known only once it has been sent.

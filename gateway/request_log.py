@@ -63,6 +63,8 @@ def write(ctx: RequestContext, *, method: str, endpoint: str, client_ip, status_
             ttft_ms=ctx.ttft_ms,
             truncated=ctx.truncated,
             usage_estimated=ctx.usage_estimated,
+            cost_saved_usd=ctx.cost_saved_usd,
+            team_id=ctx.api_key.team_id if ctx.api_key else None,
             client_ip=client_ip,
             input_text=ctx.input_text if settings.GATEWAY_LOG_REQUEST_TEXT else "",
             output_label=ctx.output_label[:100],

@@ -1,5 +1,5 @@
 from django.contrib import admin, messages
-from django.db import transaction
+from django.db import models, transaction
 
 from gateway import audit
 from gateway.admin import AuditEventInline
@@ -26,6 +26,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         ("Pricing (USD)", {"fields": ("input_cost_per_1k", "output_cost_per_1k", "cost_per_request")}),
         ("Limits and batching", {"fields": ("max_input_chars", "max_batch_size", "max_batch_wait_ms")}),
         ("Training", {"fields": ("metrics", "data_sha256")}),
+        ("Response cache", {"fields": ("cache_ttl_s", "cache_scope", "cache_sampled")}),
         ("History", {"fields": ("created_at", "updated_at", "promoted_at")}),
     )
     inlines = [VersionHistoryInline]
@@ -81,6 +82,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "base_url", "api_key_env", "key_present", "timeout_s", "max_retries")
     search_fields = ("name", "base_url")
     actions = ["test_connection"]

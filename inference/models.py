@@ -38,6 +38,15 @@ LOCAL_BACKENDS = (Backend.TRANSFORMERS, Backend.ZERO_SHOT, Backend.EMBEDDING_HEA
 
 _PRICE = {"max_digits": 12, "decimal_places": 8, "default": Decimal("0")}
 
+# Backends whose answer depends on the input alone: their cached answers may be shared.
+DETERMINISTIC_BACKENDS = {Backend.TRANSFORMERS, Backend.ZERO_SHOT}
+
+
+class CacheScope(models.TextChoices):
+    AUTO = "auto", "Automatic: shared for deterministic local models, per team otherwise"
+    SHARED = "shared", "Shared by every team"
+    TEAM = "team", "Per team (per key for keys without a team)"
+
 
 class Provider(models.Model):
     """An OpenAI-compatible upstream. Its secret stays in the environment, never in the database."""
@@ -108,6 +117,20 @@ class ModelVersion(models.Model):
     max_batch_wait_ms = models.PositiveSmallIntegerField(
         default=5, help_text="How long the first input of a batch waits for others to join."
     )
+    cache_ttl_s = models.PositiveIntegerField(
+        "response cache TTL (s)", default=3600, help_text="How long answers are cached; 0 turns the cache off."
+    )
+    cache_scope = models.CharField(
+        max_length=8,
+        choices=CacheScope.choices,
+        default=CacheScope.AUTO,
+        help_text="Whether one team may receive an answer cached for another.",
+    )
+    cache_sampled = models.BooleanField(
+        "cache sampled answers",
+        default=False,
+        help_text="Also cache answers sampled at temperature > 0 (each caller then gets the same sample).",
+    )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -161,6 +184,12 @@ class ModelVersion(models.Model):
     @property
     def is_priced(self) -> bool:
         return any((self.input_cost_per_1k, self.output_cost_per_1k, self.cost_per_request))
+
+    @property
+    def cache_is_shared(self) -> bool:
+        if self.cache_scope == CacheScope.AUTO:
+            return self.backend in DETERMINISTIC_BACKENDS
+        return self.cache_scope == CacheScope.SHARED
 
     def promote(self) -> None:
         """Make this the production version of its name; the current one steps down to staging."""

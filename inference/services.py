@@ -1,16 +1,24 @@
-"""The request path for local models: route, check, infer, cost. Views call these."""
+"""The request path for local models, composed in one place. Views call these.
+
+route (version, model scope) -> check input -> response cache -> admission (tokens per
+minute, budgets: reserve) -> infer -> cost -> settle -> store in the cache. Requests per
+minute are checked before the view runs (gateway/rate_limits.py, a DRF throttle).
+"""
 
 import logging
+from dataclasses import asdict
 
 from django.conf import settings
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from experiments import routing, shadow
+from gateway import admission, response_cache
 from gateway.context import RequestContext
 from gateway.db import release_connection
 from gateway.errors import ModelFailed, ModelNotFound, ModelUnavailable
 from inference import pool, pricing, registry
 from inference.backends import Output
+from inference.backends.encoder import most_tokens
 from inference.batching import Overloaded
 from inference.models import ModelVersion, Task
 
@@ -18,24 +26,34 @@ logger = logging.getLogger(__name__)
 
 
 def classify(
-    *, ctx: RequestContext, text: str, model_ref: str | None, user_id: str | None = None
+    *,
+    ctx: RequestContext,
+    text: str,
+    model_ref: str | None,
+    user_id: str | None = None,
+    cache_control: str = "",
 ) -> tuple[ModelVersion, dict]:
     version, shadows = _route(ctx, model_ref or settings.GATEWAY_DEFAULT_CLASSIFIER, Task.TEXT_CLASSIFICATION, user_id)
     _check_length(version, [text])
     ctx.input_text = text
-    (output,) = _infer(ctx, version, [text])
+    (output,) = _answer(ctx, version, [text], cache_control)
     ctx.output_label = output.result["label"]
     shadow.mirror(ctx, shadows, [text])
     return version, output.result
 
 
 def embed(
-    *, ctx: RequestContext, texts: list[str], model_ref: str | None, user_id: str | None = None
+    *,
+    ctx: RequestContext,
+    texts: list[str],
+    model_ref: str | None,
+    user_id: str | None = None,
+    cache_control: str = "",
 ) -> tuple[ModelVersion, list[Output]]:
     version, shadows = _route(ctx, model_ref or settings.GATEWAY_DEFAULT_EMBEDDINGS, Task.EMBEDDINGS, user_id)
     _check_length(version, texts)
     ctx.input_text = "\n".join(texts)
-    outputs = _infer(ctx, version, texts)
+    outputs = _answer(ctx, version, texts, cache_control)
     shadow.mirror(ctx, shadows, texts)
     return version, outputs
 
@@ -69,6 +87,19 @@ def _check_length(version: ModelVersion, texts: list[str]) -> None:
             raise ValidationError(
                 {"text": [f"Ensure this field has no more than {version.max_input_chars} characters."]}
             )
+
+
+def _answer(ctx: RequestContext, version: ModelVersion, texts: list[str], cache_control: str) -> list[Output]:
+    cached = response_cache.entry(ctx, version, task=version.task, inputs=texts, cache_control=cache_control)
+    hit = cached.lookup()
+    if hit is not None:
+        return [Output(**output) for output in hit]
+    tokens = sum(most_tokens(text) for text in texts)
+    with admission.admitted(ctx, tokens=tokens, cost=pricing.cost_of(version, tokens, 0)):
+        outputs = _infer(ctx, version, texts)
+    # Plain dicts, not pickled classes: entries must outlive a deploy that changes Output.
+    cached.store([asdict(output) for output in outputs])
+    return outputs
 
 
 def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list[Output]:

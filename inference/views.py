@@ -18,6 +18,7 @@ class PredictView(APIView):
             text=params.validated_data["text"],
             model_ref=params.validated_data.get("model"),
             user_id=_user_id(request),
+            cache_control=request.headers.get("Cache-Control", ""),
         )
         return Response(
             {
@@ -44,7 +45,10 @@ class EmbeddingsView(APIView):
             texts=params.validated_data["input"],
             model_ref=params.validated_data.get("model"),
             user_id=_user_id(request),
+            cache_control=request.headers.get("Cache-Control", ""),
         )
+        # The input's tokens, also on a cache hit (where the log row counts none: nothing ran).
+        tokens = sum(out.input_tokens for out in outputs)
         return Response(
             {
                 "object": "list",
@@ -55,7 +59,7 @@ class EmbeddingsView(APIView):
                 "model": version.name,
                 "model_version": version.version,
                 "variant": ctx.variant or None,
-                "usage": {"prompt_tokens": ctx.input_tokens, "total_tokens": ctx.input_tokens},
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
                 "request_id": str(ctx.request_id),
                 "cached": ctx.cache_hit,
             }

@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import APIKeyFactory, ProviderFactory
 from tests.standin_upstream import StandinUpstream
+from tests.windows import wait_for_window_room
 
 # The shared development data set, beside the project (../shared/data), never inside it.
 SST2_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"
@@ -98,3 +99,10 @@ def background_jobs():
     background.shutdown()
     yield background
     background.shutdown()
+
+
+@pytest.fixture
+def roomy_window():
+    """Call with (key, seconds): waits, if need be, until the key's rate-limit windows (requests
+    and tokens, one minute each) have that long left, so a test's burst cannot straddle an edge."""
+    return wait_for_window_room

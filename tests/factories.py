@@ -3,7 +3,7 @@ from decimal import Decimal
 import factory
 
 from experiments.models import Experiment, Variant
-from gateway.models import APIKey, RequestLog
+from gateway.models import APIKey, RequestLog, Team
 from inference.management.commands.bootstrap import PACKAGED_MODEL, SENTIMENT_PROTOTYPES
 from inference.models import Backend, ModelVersion, Provider, Status, Task
 
@@ -108,3 +108,10 @@ def started_experiment(*variants: tuple[str, ModelVersion, int], shadows=(), **f
     experiment_start(experiment, actor="tests")
     experiment.refresh_from_db()
     return experiment
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Team
+
+    name = factory.Sequence(lambda n: f"team-{n}")

@@ -2,7 +2,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from inference.backends.base import Output
-from inference.backends.encoder import TextEncoder
+from inference.backends.encoder import MAX_TOKENS, TextEncoder
 
 
 def label_outputs(probabilities: torch.Tensor, labels: list[str], token_counts: list[int]) -> list[Output]:
@@ -32,7 +32,7 @@ class SequenceClassifier:
         if labels and len(labels) != len(own):
             raise ValueError(f"The version lists {len(labels)} labels but the model has {len(own)}.")
         self.labels = labels or own
-        self.max_length = min(self.tokenizer.model_max_length, 512)
+        self.max_length = min(self.tokenizer.model_max_length, MAX_TOKENS)
 
     def __call__(self, texts) -> list[Output]:
         batch = self.tokenizer(
