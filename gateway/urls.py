@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from gateway import health
@@ -13,6 +13,7 @@ handler500 = "gateway.errors.server_error"
 urlpatterns = [
     path("api/v1/predict", PredictView.as_view(), name="predict"),
     path("api/v1/embeddings", EmbeddingsView.as_view(), name="embeddings"),
+    path("", include("inference.batches.urls")),
     path("api/schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     # The original service's paths, kept for its clients.
     path("predict", PredictView.as_view(), name="seed-predict"),

@@ -32,6 +32,12 @@ def embed(*, ctx: RequestContext, texts: list[str], model_ref: str | None) -> tu
     return version, _infer(ctx, version, texts)
 
 
+def route(*, ctx: RequestContext, model_ref: str | None, task: str) -> ModelVersion:
+    """The version a request with this key would run on; batch jobs pin it at submission."""
+    default = settings.GATEWAY_DEFAULT_EMBEDDINGS if task == Task.EMBEDDINGS else settings.GATEWAY_DEFAULT_CLASSIFIER
+    return _route(ctx, model_ref or default, task)
+
+
 def _route(ctx: RequestContext, model_ref: str, task: str) -> ModelVersion:
     ctx.model_name = model_ref.partition(":")[0]
     if not ctx.api_key.allows_model(ctx.model_name):
@@ -52,15 +58,15 @@ def _check_length(version: ModelVersion, texts: list[str]) -> None:
 
 
 def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list[Output]:
+    # Hand the database connection back to the pool while the model loads and runs: threads
+    # waiting on a model must not hold every pooled connection.
+    if not connection.in_atomic_block:
+        connection.close()
     try:
         batcher = pool.batcher_for(version)
     except Exception as exc:
         logger.exception("Could not load %s", version)
         raise ModelUnavailable(f"The model {version} could not be loaded.") from exc
-    # Hand the database connection back to the pool while the model runs: threads
-    # waiting on a model must not hold every pooled connection.
-    if not connection.in_atomic_block:
-        connection.close()
     try:
         outputs = batcher.submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
     except Overloaded as exc:

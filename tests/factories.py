@@ -1,4 +1,5 @@
 import factory
+from django.contrib.auth import get_user_model
 
 from gateway.models import APIKey
 from inference.management.commands.bootstrap import PACKAGED_MODEL, SENTIMENT_PROTOTYPES
@@ -32,3 +33,11 @@ class APIKeyFactory(factory.django.DjangoModelFactory):
         key, plaintext = model_class.objects.create_key(**kwargs)
         key.plaintext = plaintext
         return key
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user-{n}")

@@ -8,7 +8,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import connection
@@ -74,3 +76,49 @@ def gunicorn(env: dict, ready_path="/ready", timeout_s=120):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    hostname: str
+    log_path: Path
+
+    def log_tail(self, chars=3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+@contextmanager
+def celery_worker(env: dict, log_path: Path, timeout_s=120):
+    """A Celery worker process as `make worker` starts it, on the tests' broker; stopped after.
+
+    Its output goes to a file: a pipe nobody reads would fill up and stall the worker.
+    """
+    from gateway.celery import app
+
+    hostname = f"test-{uuid.uuid4().hex[:8]}@127.0.0.1"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "gateway", "worker", "--hostname", hostname, "--loglevel", "INFO"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    worker = Worker(process, hostname, log_path)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not app.control.ping(destination=[hostname], timeout=0.5):
+            if process.poll() is not None:
+                raise RuntimeError(f"the Celery worker exited: {worker.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Celery worker did not answer a ping: {worker.log_tail()}")
+        yield worker
+    finally:
+        if process.poll() is None:
+            process.terminate()  # warm shutdown: running tasks finish first
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
