@@ -167,14 +167,15 @@ SPECTACULAR_SETTINGS = {
 
 # Body size limit: larger requests get a JSON 413 before anything parses them.
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=1_048_576)
-DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
-# Batch jobs: most items in one job, items per Celery task (small enough that progress moves
-# and a crashed worker redoes little; big enough to fill a forward pass), and the body limit
-# of the submitting endpoints, which carry thousands of inputs.
-GATEWAY_BATCH_MAX_ITEMS = env.int("GATEWAY_BATCH_MAX_ITEMS", default=10_000)
-GATEWAY_BATCH_CHUNK_SIZE = env.int("GATEWAY_BATCH_CHUNK_SIZE", default=32)
+# Batch submissions carry thousands of inputs: their paths get a limit of their own.
 GATEWAY_BATCH_MAX_BODY_BYTES = env.int("GATEWAY_BATCH_MAX_BODY_BYTES", default=16 * 1_048_576)
 GATEWAY_BATCH_SUBMIT_PATHS = ("/api/v1/batches", "/batch_predict")
+# Django's own check comes after the middleware's per-path one, so it allows the larger.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(GATEWAY_MAX_BODY_BYTES, GATEWAY_BATCH_MAX_BODY_BYTES)
+# Batch jobs: most items in one job, and items per Celery task (small enough that progress
+# moves and a crashed worker redoes little; big enough to fill a forward pass).
+GATEWAY_BATCH_MAX_ITEMS = env.int("GATEWAY_BATCH_MAX_ITEMS", default=10_000)
+GATEWAY_BATCH_CHUNK_SIZE = env.int("GATEWAY_BATCH_CHUNK_SIZE", default=32)
 # An active job with no progress for this long has its pending chunks queued again (their
 # messages may have been lost); keep it well above CELERY_VISIBILITY_TIMEOUT_S, which
 # recovers the usual case, and workers look every GATEWAY_BATCH_STALL_CHECK_S.

@@ -3,9 +3,11 @@ from contextlib import ExitStack
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
 from gateway.celery import app as celery_app
@@ -40,6 +42,15 @@ def client():
 def authed(client, api_key):
     client.credentials(HTTP_X_API_KEY=api_key.plaintext)
     return client
+
+
+@pytest.fixture
+def operator(db):
+    """A browser logged in to the admin as a superuser."""
+    user = get_user_model().objects.create_superuser("operator", "ops@example.com", "correct horse battery")
+    browser = Client()
+    browser.force_login(user)
+    return browser
 
 
 @pytest.fixture

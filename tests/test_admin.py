@@ -1,20 +1,8 @@
 import re
 
-import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
-
 from gateway.models import APIKey, RequestLog
 from inference.models import ModelVersion, Status
 from tests.factories import APIKeyFactory, ModelVersionFactory
-
-
-@pytest.fixture
-def operator(db):
-    user = get_user_model().objects.create_superuser("operator", "ops@example.com", "correct horse battery")
-    browser = Client()
-    browser.force_login(user)
-    return browser
 
 
 def test_adding_a_key_shows_it_once_and_stores_its_hash(operator):
