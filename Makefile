@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://root@127.0.0.1:5432/gateway)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: run test lint format superuser
+.PHONY: run worker test lint format superuser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ run: $(VENV)/.installed
 	$(BIN)/python manage.py bootstrap
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/gunicorn --config gunicorn.conf.py gateway.wsgi
+
+# A Celery worker for batch jobs, with beat for the stalled-job check (WORKER_CONCURRENCY
+# processes, TORCH_THREADS each). It needs the web processes' broker and database; without
+# REDIS_URL jobs run inside the web process and need no worker.
+worker: $(VENV)/.installed
+	@test -n "$(REDIS_URL)" || { echo "Set REDIS_URL and DATABASE_URL to those of the web processes." >&2; exit 1; }
+	TORCH_THREADS=$${TORCH_THREADS:-1} $(BIN)/celery -A gateway worker --beat --loglevel=INFO
 
 # The whole suite against the real PostgreSQL and Redis (DATABASE_URL / REDIS_URL).
 test: $(VENV)/.installed

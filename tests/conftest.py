@@ -69,7 +69,7 @@ def start_worker(transactional_db, tmp_path):
         pytest.skip("worker tests share PostgreSQL and the Redis broker with the worker: run them with make test")
     env = {
         "DATABASE_URL": served_database_url(),
-        "TORCH_THREADS": "2",
+        "TORCH_THREADS": "1",
         "WORKER_CONCURRENCY": "2",
         # A dead worker's tasks go to the next worker after 5 s instead of 5 minutes, and a
         # job with lost messages is requeued after 10 s instead of 15 minutes.

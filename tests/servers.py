@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -87,23 +88,32 @@ class Worker:
     def log_tail(self, chars=3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:]
 
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process, pool children, embedded beat), as a crash would."""
+        if self.process.poll() is None:  # while its leader lives, the process group is surely ours
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
 
 @contextmanager
 def celery_worker(env: dict, log_path: Path, timeout_s=120):
-    """A Celery worker process as `make worker` starts it, on the tests' broker; stopped after.
+    """A Celery worker as `make worker` starts it (with beat), on the tests' broker; stopped after.
 
-    Its output goes to a file: a pipe nobody reads would fill up and stall the worker.
+    Its output goes to a file: a pipe nobody reads would fill up and stall the worker. It
+    leads its own process group, so that it can be killed with its children.
     """
     from gateway.celery import app
 
     hostname = f"test-{uuid.uuid4().hex[:8]}@127.0.0.1"
+    command = [sys.executable, "-m", "celery", "-A", "gateway", "worker", "--beat", "--loglevel", "INFO"]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "gateway", "worker", "--hostname", hostname, "--loglevel", "INFO"],
+            [*command, "--hostname", hostname, "--schedule", str(log_path.with_suffix(".beat"))],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     worker = Worker(process, hostname, log_path)
     try:
@@ -116,9 +126,8 @@ def celery_worker(env: dict, log_path: Path, timeout_s=120):
         yield worker
     finally:
         if process.poll() is None:
-            process.terminate()  # warm shutdown: running tasks finish first
+            process.terminate()  # warm shutdown: running tasks finish, then the children exit
             try:
                 process.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                worker.kill()

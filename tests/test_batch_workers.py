@@ -1,5 +1,7 @@
 """Batch jobs on real Celery worker processes and the real Redis broker."""
 
+import os
+import signal
 import time
 from decimal import Decimal
 
@@ -127,8 +129,7 @@ def test_worker_killed_mid_job_is_replaced_and_every_item_is_done_exactly_once(s
     job_id = submit(authed, reviews(500))
     wait_for(lambda: job_of(job_id).processed_items > 0, "the job to start", [first])
 
-    first.process.kill()  # SIGKILL: no warm shutdown, no acknowledgement of the running chunks
-    first.process.wait()
+    first.kill()  # SIGKILL to all its processes: no warm shutdown, running chunks unacknowledged
 
     assert job_of(job_id).processed_items < 500
     second = start_worker()
@@ -143,6 +144,25 @@ def test_worker_killed_mid_job_is_replaced_and_every_item_is_done_exactly_once(s
     assert rows.count() == 500
     assert set(rows.values_list("request_id", flat=True)) == {item.request_id for item in items}
     assert job.cost_usd == 500 * PRICE_PER_ITEM
+
+
+def test_pool_process_killed_mid_chunk_is_replaced_and_the_chunk_redone_once(start_worker, authed):
+    worker = start_worker()
+    job_id = submit(authed, reviews(500))
+    wait_for(lambda: job_of(job_id).processed_items > 0, "the job to start", [worker])
+
+    running = wait_for(
+        lambda: celery_app.control.inspect([worker.hostname], timeout=1).active()[worker.hostname],
+        "a chunk to be running",
+        [worker],
+    )
+    os.kill(running[0]["worker_pid"], signal.SIGKILL)  # the pool process running that chunk
+
+    wait_for(lambda: job_of(job_id).status == JobStatus.COMPLETED, "the job to complete", [worker])
+    job = job_of(job_id)
+    assert (job.succeeded_items, job.failed_items) == (500, 0)
+    assert item_log_rows(job_id).count() == 500
+    assert "WorkerLostError" in worker.log_tail(200_000)
 
 
 def test_a_bad_item_fails_alone(start_worker, authed):

@@ -64,6 +64,7 @@ def batch_job_submit(
         )
         # A worker must find the rows, so the chunks are queued once they are committed.
         transaction.on_commit(lambda: _queue_new_job(job))
+    job.refresh_from_db()  # run already where jobs run eagerly (the embedded default)
     return job
 
 

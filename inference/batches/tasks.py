@@ -1,4 +1,7 @@
+from datetime import timedelta
+
 from celery import shared_task
+from django.conf import settings
 
 from inference.batches import processing, services
 
@@ -18,3 +21,9 @@ def process_batch_chunk(self, job_id: str, start: int, stop: int) -> None:
             services.batch_job_fail(job_id=job_id, reason=f"Gave up after {self.max_retries} retries: {exc}")
             return
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+
+
+# Sent by Celery beat every GATEWAY_BATCH_STALL_CHECK_S (settings.CELERY_BEAT_SCHEDULE).
+@shared_task(ignore_result=True)
+def requeue_stalled_batch_jobs() -> None:
+    services.batch_jobs_requeue_stalled(stalled_for=timedelta(seconds=settings.GATEWAY_BATCH_STALLED_AFTER_S))
