@@ -180,7 +180,7 @@ GATEWAY_BATCH_MAX_ITEMS = env.int("GATEWAY_BATCH_MAX_ITEMS", default=10_000)
 GATEWAY_BATCH_CHUNK_SIZE = env.int("GATEWAY_BATCH_CHUNK_SIZE", default=32)
 # An active job with no progress for this long has its pending chunks queued again (their
 # messages may have been lost); keep it well above CELERY_VISIBILITY_TIMEOUT_S, which
-# recovers the usual case, and workers look every GATEWAY_BATCH_STALL_CHECK_S.
+# recovers the usual case. Celery beat sends the check every GATEWAY_BATCH_STALL_CHECK_S.
 GATEWAY_BATCH_STALLED_AFTER_S = env.int("GATEWAY_BATCH_STALLED_AFTER_S", default=900)
 GATEWAY_BATCH_STALL_CHECK_S = env.int("GATEWAY_BATCH_STALL_CHECK_S", default=60)
 # Celery beat sends the stall check (one beat per deployment; extra ones only repeat it).

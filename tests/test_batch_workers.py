@@ -12,6 +12,7 @@ from gateway.celery import app as celery_app
 from gateway.models import RequestLog
 from inference.batches.models import BatchItem, BatchJob, ItemStatus, JobStatus
 from inference.batches.services import LOG_METHOD
+from inference.batches.tasks import process_batch_chunk
 from inference.models import ModelVersion, Status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_models")]
@@ -67,6 +68,10 @@ def all_results(client, job_id) -> list[dict]:
     return results
 
 
+def active_tasks(worker) -> list[dict]:
+    return celery_app.control.inspect([worker.hostname], timeout=5, limit=1).active()[worker.hostname]
+
+
 def item_log_rows(job_id):
     return RequestLog.objects.filter(endpoint=f"/api/v1/batches/{job_id}", method=LOG_METHOD)
 
@@ -111,7 +116,7 @@ def test_cancel_stops_the_remaining_chunks(start_worker, authed):
     # (the queue is FIFO); once the worker is idle too, every one of those chunks has ended.
     sentinel = submit(authed, ["review: wonderful"])
     wait_for(lambda: job_of(sentinel).status == JobStatus.COMPLETED, "the job queued after", [worker])
-    wait_for(lambda: celery_app.control.inspect([worker.hostname], timeout=1).active() == {worker.hostname: []}, "idle")
+    wait_for(lambda: active_tasks(worker) == [], "the worker to be idle", [worker])
     job = job_of(job_id)
     assert job.status == JobStatus.CANCELLED
     # Chunks already running when the cancel came (at most one per worker thread) finish;
@@ -152,7 +157,7 @@ def test_pool_process_killed_mid_chunk_is_replaced_and_the_chunk_redone_once(sta
     wait_for(lambda: job_of(job_id).processed_items > 0, "the job to start", [worker])
 
     running = wait_for(
-        lambda: celery_app.control.inspect([worker.hostname], timeout=1).active()[worker.hostname],
+        lambda: [task for task in active_tasks(worker) if task["name"] == process_batch_chunk.name],
         "a chunk to be running",
         [worker],
     )

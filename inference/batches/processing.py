@@ -2,8 +2,9 @@
 
 Items run concurrently, one thread each, so the model's micro-batcher gathers them into
 shared forward passes exactly as it gathers concurrent API requests. Each item is routed,
-length-checked, inferred and costed by `inference.services`, so whatever that path applies
-to a request (limits and budgets once they exist) applies to every item too.
+length-checked, inferred and costed by `inference.services`; checks added to that path
+apply to every item too, and `_run_item` is the place for per-request checks that live
+elsewhere (docs/decisions/0010-batch-jobs.md, "Limits and budgets").
 """
 
 import logging
@@ -46,8 +47,6 @@ class Outcome:
 
 
 def run_items(job: BatchJob, items: list[BatchItem]) -> list[Outcome]:
-    if not items:
-        return []
     with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="batch-item") as threads:
         return list(threads.map(lambda item: _run_item(job, item), items))
 

@@ -3,6 +3,7 @@ import json
 from django.conf import settings
 from rest_framework import serializers
 
+from inference.batches.models import ItemStatus
 from inference.models import Task
 from inference.serializers import StrictCharField
 
@@ -94,7 +95,7 @@ class BatchResultResponse(serializers.Serializer):
     error = serializers.SerializerMethodField()
 
     def get_status(self, item) -> str:
-        if item.status == "pending" and not self.context["job"].is_active:
+        if item.status == ItemStatus.PENDING and not self.context["job"].is_active:
             return "skipped"
         return item.status
 

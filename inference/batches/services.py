@@ -152,8 +152,8 @@ def batch_jobs_requeue_stalled(*, stalled_for: timedelta) -> int:
     now = timezone.now()
     requeued = 0
     for job in BatchJob.objects.filter(status__in=ACTIVE_STATUSES, last_activity_at__lt=now - stalled_for):
-        # Every worker sweeps: the one whose conditional UPDATE wins requeues, and the job's
-        # next look comes a full period later.
+        # Checks may overlap (several beats, a slow run): the one whose conditional UPDATE
+        # wins requeues, and the job's next look comes a full period later.
         if not BatchJob.objects.filter(pk=job.pk, last_activity_at=job.last_activity_at).update(last_activity_at=now):
             continue
         pending = list(job.items.filter(status=ItemStatus.PENDING).values_list("index", flat=True))
