@@ -2,8 +2,8 @@ import json
 
 from django.http import StreamingHttpResponse
 from django.urls import reverse
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import JSONParser, MultiPartParser
@@ -98,7 +98,10 @@ class SeedBatchPredictApi(APIView):
 
     scope = "batches"
 
-    @extend_schema(request={"application/json": {"type": "array", "items": {"type": "string"}}})
+    @extend_schema(
+        request={"application/json": {"type": "array", "items": {"type": "string"}}},
+        responses=inline_serializer("SeedBatchPredictResponse", {"task_id": serializers.UUIDField()}),
+    )
     def post(self, request):
         if not isinstance(request.data, list):
             raise ValidationError({"non_field_errors": ["Send a JSON list of texts."]})
