@@ -8,7 +8,7 @@ TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
 
-.PHONY: run test lint format superuser bench
+.PHONY: run worker test lint format superuser bench
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ run: $(VENV)/.installed
 	$(BIN)/python manage.py runlocalllm > local-llm.log 2>&1 & llm=$$!; \
 	trap 'kill $$llm 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/gunicorn --config gunicorn.conf.py gateway.wsgi
+
+# A Celery worker for batch jobs, with beat for the stalled-job check (WORKER_CONCURRENCY
+# processes, TORCH_THREADS each). It needs the web processes' broker and database; without
+# REDIS_URL jobs run inside the web process and need no worker.
+worker: $(VENV)/.installed
+	@test -n "$(REDIS_URL)" || { echo "Set REDIS_URL and DATABASE_URL to those of the web processes." >&2; exit 1; }
+	TORCH_THREADS=$${TORCH_THREADS:-1} $(BIN)/celery -A gateway worker --beat --loglevel=INFO
 
 # The whole suite against the real PostgreSQL and Redis (DATABASE_URL / REDIS_URL).
 test: $(VENV)/.installed

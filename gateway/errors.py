@@ -94,7 +94,7 @@ def json_error(request, status_code: int, error_type: str, message: str) -> Json
     return JsonResponse(error_body(error_type, message, request), status=status_code)
 
 
-def _type_of(exc: exceptions.APIException) -> str:
+def error_type_of(exc: exceptions.APIException) -> str:
     if hasattr(exc, "error_type"):
         return exc.error_type
     for cls, error_type in _TYPES:
@@ -123,7 +123,7 @@ def exception_handler(exc, context):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         response.data = error_body("invalid_request", "The request is invalid; see fields.", request, fields)
     else:
-        response.data = error_body(_type_of(exc), str(exc.detail), request)
+        response.data = error_body(error_type_of(exc), str(exc.detail), request)
     return response
 
 

@@ -21,7 +21,7 @@ def client_ip(request) -> str | None:
 
 
 def record(ctx: RequestContext, request, status_code: int, latency_ms: float) -> None:
-    """Write the request's row; a failed write is logged, never turned into a failed answer."""
+    """Write the request's row."""
     write(
         ctx,
         method=request.method,
@@ -32,46 +32,54 @@ def record(ctx: RequestContext, request, status_code: int, latency_ms: float) ->
     )
 
 
-def write(ctx: RequestContext, *, method: str, endpoint: str, client_ip, status_code: int, latency_ms: float) -> None:
-    """One RequestLog row from a context: a request's, or a shadow answer's (which has no request)."""
-    version = ctx.model_version
+def write(ctx: RequestContext, **fields) -> None:
+    """Save one row: a request's, or a shadow answer's (which has no request of its own).
+    A failed write is logged, never turned into a failed answer."""
     try:
-        RequestLog.objects.create(
-            request_id=ctx.request_id,
-            api_key=ctx.api_key,
-            key_prefix=ctx.key_prefix,
-            method=method,
-            endpoint=endpoint[:200],
-            model_name=ctx.model_name,
-            model_version=version,
-            version=version.version if version else "",
-            status_code=status_code,
-            error_type=ctx.error_type,
-            latency_ms=latency_ms,
-            input_tokens=ctx.input_tokens,
-            output_tokens=ctx.output_tokens,
-            cost_usd=ctx.cost_usd,
-            cache_hit=ctx.cache_hit,
-            input_price_per_1k=ctx.input_price_per_1k,
-            output_price_per_1k=ctx.output_price_per_1k,
-            price_missing=ctx.price_missing,
-            provider=ctx.provider,
-            attempts=ctx.attempts,
-            route=ctx.route,
-            fallback_used=ctx.fallback_used,
-            routing_rule=ctx.routing_rule,
-            ttft_ms=ctx.ttft_ms,
-            truncated=ctx.truncated,
-            usage_estimated=ctx.usage_estimated,
-            cost_saved_usd=ctx.cost_saved_usd,
-            team_id=ctx.api_key.team_id if ctx.api_key else None,
-            client_ip=client_ip,
-            input_text=ctx.input_text if settings.GATEWAY_LOG_REQUEST_TEXT else "",
-            output_label=ctx.output_label[:100],
-            experiment=ctx.experiment,
-            variant=ctx.variant,
-            unit=ctx.unit,
-            shadow_of=ctx.shadow_of,
-        )
+        log_row(ctx, **fields).save(force_insert=True)
     except Exception:
         logger.exception("Could not write the request log row for %s", ctx.request_id)
+
+
+def log_row(
+    ctx: RequestContext, *, method: str, endpoint: str, status_code: int, latency_ms: float, client_ip=None
+) -> RequestLog:
+    """The (unsaved) row for one request, or one item of a batch job, that `ctx` went through."""
+    version = ctx.model_version
+    return RequestLog(
+        request_id=ctx.request_id,
+        api_key=ctx.api_key,
+        key_prefix=ctx.key_prefix,
+        method=method,
+        endpoint=endpoint[:200],
+        model_name=ctx.model_name,
+        model_version=version,
+        version=version.version if version else "",
+        status_code=status_code,
+        error_type=ctx.error_type,
+        latency_ms=latency_ms,
+        input_tokens=ctx.input_tokens,
+        output_tokens=ctx.output_tokens,
+        cost_usd=ctx.cost_usd,
+        cache_hit=ctx.cache_hit,
+        input_price_per_1k=ctx.input_price_per_1k,
+        output_price_per_1k=ctx.output_price_per_1k,
+        price_missing=ctx.price_missing,
+        provider=ctx.provider,
+        attempts=ctx.attempts,
+        route=ctx.route,
+        fallback_used=ctx.fallback_used,
+        routing_rule=ctx.routing_rule,
+        ttft_ms=ctx.ttft_ms,
+        truncated=ctx.truncated,
+        usage_estimated=ctx.usage_estimated,
+        cost_saved_usd=ctx.cost_saved_usd,
+        team_id=ctx.api_key.team_id if ctx.api_key else None,
+        client_ip=client_ip,
+        input_text=ctx.input_text if settings.GATEWAY_LOG_REQUEST_TEXT else "",
+        output_label=ctx.output_label[:100],
+        experiment=ctx.experiment,
+        variant=ctx.variant,
+        unit=ctx.unit,
+        shadow_of=ctx.shadow_of,
+    )

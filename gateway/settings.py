@@ -5,6 +5,7 @@ local-memory cache. Production sets DATABASE_URL (PostgreSQL) and REDIS_URL.
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import environ
@@ -35,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "gateway",
     "inference",
+    "inference.batches",
     "experiments",
 ]
 
@@ -107,6 +109,23 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDI
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Job state and results live in PostgreSQL; Celery's own result store would be a second copy.
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Worker child processes, each with its own model copy and micro-batcher: on 2 cores, 2
+# children x 1 torch thread ran 2-3x the items/s of one process with 2 threads
+# (docs/decisions/0010-batch-jobs.md). Children load models after the fork, on first use.
+CELERY_WORKER_POOL = env("WORKER_POOL", default="prefork")
+CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=2)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redis hands a task that was taken but never acknowledged (its worker died) to another
+    # worker after this long; a task still running past it is handed out twice, which chunk
+    # processing tolerates (an item is stored once), so keep it above the slowest chunk.
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_S", default=300),
+    # How often a worker looks for such tasks (kombu's default amounts to every 100 s).
+    "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_INTERVAL_S", default=10),
+    "unacked_restore_throttle": 1,
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -151,7 +170,32 @@ SPECTACULAR_SETTINGS = {
 
 # Body size limit: larger requests get a JSON 413 before anything parses them.
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=1_048_576)
-DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
+# Batch submissions carry thousands of inputs: their paths get a limit of their own.
+GATEWAY_BATCH_MAX_BODY_BYTES = env.int("GATEWAY_BATCH_MAX_BODY_BYTES", default=16 * 1_048_576)
+GATEWAY_BATCH_SUBMIT_PATHS = ("/api/v1/batches", "/batch_predict")
+# Django's own check comes after the middleware's per-path one, so it allows the larger.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(GATEWAY_MAX_BODY_BYTES, GATEWAY_BATCH_MAX_BODY_BYTES)
+# Batch jobs: most items in one job, and items per Celery task (small enough that progress
+# moves and a crashed worker redoes little; big enough to fill a forward pass).
+GATEWAY_BATCH_MAX_ITEMS = env.int("GATEWAY_BATCH_MAX_ITEMS", default=10_000)
+GATEWAY_BATCH_CHUNK_SIZE = env.int("GATEWAY_BATCH_CHUNK_SIZE", default=32)
+# An active job with no progress for this long has its pending chunks queued again (their
+# messages may have been lost); keep it well above CELERY_VISIBILITY_TIMEOUT_S, which
+# recovers the usual case. Celery beat sends the check every GATEWAY_BATCH_STALL_CHECK_S.
+GATEWAY_BATCH_STALLED_AFTER_S = env.int("GATEWAY_BATCH_STALLED_AFTER_S", default=900)
+GATEWAY_BATCH_STALL_CHECK_S = env.int("GATEWAY_BATCH_STALL_CHECK_S", default=60)
+# Celery beat sends the stall check (one beat per deployment; extra ones only repeat it).
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stalled-batch-jobs": {
+        "task": "inference.batches.tasks.requeue_stalled_batch_jobs",
+        "schedule": GATEWAY_BATCH_STALL_CHECK_S,
+        "options": {"expires": GATEWAY_BATCH_STALL_CHECK_S},
+    }
+}
+# Beat's state file: the image's working directory is read-only for its user.
+CELERY_BEAT_SCHEDULE_FILENAME = env(
+    "CELERY_BEAT_SCHEDULE_FILENAME", default=os.path.join(tempfile.gettempdir(), "gateway-celerybeat-schedule")
+)
 # Paths whose every request leaves one RequestLog row.
 GATEWAY_LOGGED_PATH_PREFIXES = ("/api/", "/v1/", "/predict", "/batch_predict", "/batch_result")
 # Off only to measure what the log costs (make bench); every request is logged otherwise.

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from experiments.views import FeedbackView
@@ -19,6 +19,7 @@ urlpatterns = [
     path("v1/embeddings", openai_views.EmbeddingsView.as_view(), name="openai-embeddings"),
     path("v1/models", openai_views.ModelsView.as_view(), name="openai-models"),
     path("api/v1/feedback", FeedbackView.as_view(), name="feedback"),
+    path("", include("inference.batches.urls")),
     path("api/schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     # The original service's paths, kept for its clients.
     path("predict", PredictView.as_view(), name="seed-predict"),

@@ -58,6 +58,12 @@ def embed(
     return version, outputs
 
 
+def route(*, ctx: RequestContext, model_ref: str | None, task: str) -> ModelVersion:
+    """The version a request with this key would run on; batch jobs pin it at submission."""
+    default = settings.GATEWAY_DEFAULT_EMBEDDINGS if task == Task.EMBEDDINGS else settings.GATEWAY_DEFAULT_CLASSIFIER
+    return _route(ctx, model_ref or default, task, user_id=None)[0]
+
+
 def _route(ctx: RequestContext, model_ref: str, task: str, user_id: str | None) -> tuple[ModelVersion, tuple]:
     """`name:version` is served as pinned; a bare name goes to its running experiment's variant for
     this unit (X-User-ID, else the key) if there is one, else to its production version.
@@ -103,12 +109,13 @@ def _answer(ctx: RequestContext, version: ModelVersion, texts: list[str], cache_
 
 
 def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list[Output]:
+    # Before the model loads, too: threads waiting on a loading model held every connection.
+    release_connection()
     try:
         batcher = pool.batcher_for(version)
     except Exception as exc:
         logger.exception("Could not load %s", version)
         raise ModelUnavailable(f"The model {version} could not be loaded.") from exc
-    release_connection()
     try:
         outputs = batcher.submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
     except Overloaded as exc:

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 import factory
+from django.contrib.auth import get_user_model
 
 from experiments.models import Experiment, Variant
 from gateway.models import APIKey, RequestLog, Team
@@ -115,3 +116,11 @@ class TeamFactory(factory.django.DjangoModelFactory):
         model = Team
 
     name = factory.Sequence(lambda n: f"team-{n}")
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user-{n}")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -9,7 +10,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.db import connection
@@ -92,23 +95,55 @@ def eventually(query, timeout_s=10.0):
     return result
 
 
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    hostname: str
+    log_path: Path
+
+    def log_tail(self, chars=3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker (main process, pool children, embedded beat), as a crash would."""
+        if self.process.poll() is None:  # while its leader lives, the process group is surely ours
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
 @contextmanager
-def celery_worker(env: dict, log_path: Path):
-    """A real Celery worker on the project's app (gateway.celery), consuming from REDIS_URL."""
-    with log_path.open("wb") as log:
+def celery_worker(env: dict, log_path: Path, timeout_s=120):
+    """A Celery worker as `make worker` starts it (with beat), on the tests' broker; stopped after.
+
+    Its output goes to a file: a pipe nobody reads would fill up and stall the worker. It
+    leads its own process group, so that it can be killed with its children.
+    """
+    from gateway.celery import app
+
+    hostname = f"test-{uuid.uuid4().hex[:8]}@127.0.0.1"
+    command = [sys.executable, "-m", "celery", "-A", "gateway", "worker", "--beat", "--loglevel", "INFO"]
+    with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "gateway", "worker", "--pool", "solo", "--loglevel", "WARNING"],
+            [*command, "--hostname", hostname, "--schedule", str(log_path.with_suffix(".beat"))],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        try:
-            yield process
-        finally:
-            process.terminate()
+    worker = Worker(process, hostname, log_path)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not app.control.ping(destination=[hostname], timeout=0.5):
+            if process.poll() is not None:
+                raise RuntimeError(f"the Celery worker exited: {worker.log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Celery worker did not answer a ping: {worker.log_tail()}")
+        yield worker
+    finally:
+        if process.poll() is None:
+            process.terminate()  # warm shutdown: running tasks finish, then the children exit
             try:
-                process.wait(timeout=30)
+                process.wait(timeout=60)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                worker.kill()

@@ -1,23 +1,11 @@
 import re
 
-import pytest
-from django.contrib.auth import get_user_model
-from django.test import Client
-
 from gateway.models import APIKey, RequestLog
 from inference.models import ModelVersion, Status
 from tests.factories import APIKeyFactory, ModelVersionFactory
 
 # What the add form holds before the operator types anything (limits and budget left empty).
 KEY_FORM_DEFAULTS = {"budget_period": "month", "budget_alert_percent": "80"}
-
-
-@pytest.fixture
-def operator(db):
-    user = get_user_model().objects.create_superuser("operator", "ops@example.com", "correct horse battery")
-    browser = Client()
-    browser.force_login(user)
-    return browser
 
 
 def test_adding_a_key_shows_it_once_and_stores_its_hash(operator):

@@ -53,10 +53,10 @@ def _form(experiment_fields, variants, existing=()):
     return data
 
 
-def test_weights_not_summing_to_100_are_refused_with_a_clear_error(admin_browser, production):
+def test_weights_not_summing_to_100_are_refused_with_a_clear_error(operator, production):
     candidate = ModelVersionFactory(version="candidate")
 
-    response = admin_browser.post(
+    response = operator.post(
         "/admin/experiments/experiment/add/",
         _form({}, [("control", production, 50, True), ("treatment", candidate, 30, False)]),
     )
@@ -66,10 +66,10 @@ def test_weights_not_summing_to_100_are_refused_with_a_clear_error(admin_browser
     assert not Experiment.objects.exists()
 
 
-def test_an_experiment_is_created_with_inline_weights(admin_browser, production):
+def test_an_experiment_is_created_with_inline_weights(operator, production):
     candidate = ModelVersionFactory(version="candidate")
 
-    response = admin_browser.post(
+    response = operator.post(
         "/admin/experiments/experiment/add/",
         _form({}, [("control", production, 70, True), ("treatment", candidate, 30, False)]),
     )
@@ -82,14 +82,14 @@ def test_an_experiment_is_created_with_inline_weights(admin_browser, production)
     ]
 
 
-def test_start_pause_and_stop_actions_are_audited_per_version(admin_browser, production):
+def test_start_pause_and_stop_actions_are_audited_per_version(operator, production):
     candidate = ModelVersionFactory(version="candidate")
     experiment = ExperimentFactory()
     VariantFactory(experiment=experiment, name="control", model_version=production, weight=50, is_control=True)
     VariantFactory(experiment=experiment, name="treatment", model_version=candidate, weight=50)
 
     for action, status in [("start", "running"), ("pause", "paused"), ("start", "running"), ("stop", "stopped")]:
-        admin_browser.post("/admin/experiments/experiment/", {"action": action, "_selected_action": [experiment.pk]})
+        operator.post("/admin/experiments/experiment/", {"action": action, "_selected_action": [experiment.pk]})
         experiment.refresh_from_db()
         assert experiment.status == status
 
@@ -97,16 +97,16 @@ def test_start_pause_and_stop_actions_are_audited_per_version(admin_browser, pro
     assert [e.action for e in history] == ["start", "pause", "start", "stop"]
     assert {e.actor for e in history} == {"ops-admin"}
     assert "resumed" in history[2].message
-    page = admin_browser.get(f"/admin/inference/modelversion/{candidate.pk}/change/").content.decode()
+    page = operator.get(f"/admin/inference/modelversion/{candidate.pk}/change/").content.decode()
     assert f"Experiment {experiment} stopped" in page and "ops-admin" in page
 
 
-def test_a_weight_change_on_a_running_experiment_is_audited_with_before_and_after(admin_browser, production):
+def test_a_weight_change_on_a_running_experiment_is_audited_with_before_and_after(operator, production):
     candidate = ModelVersionFactory(version="candidate")
     experiment = started_experiment(("control", production, 50), ("treatment", candidate, 50))
     control, treatment = experiment.variants.order_by("pk")
 
-    response = admin_browser.post(
+    response = operator.post(
         f"/admin/experiments/experiment/{experiment.pk}/change/",
         _form(
             {"coverage": "60"},
@@ -123,10 +123,10 @@ def test_a_weight_change_on_a_running_experiment_is_audited_with_before_and_afte
     assert "control: weight 50 → 80" in event.message and "treatment: weight 50 → 20" in event.message
 
 
-def test_the_salt_is_fixed_once_the_experiment_has_started(admin_browser, production):
+def test_the_salt_is_fixed_once_the_experiment_has_started(operator, production):
     experiment = started_experiment(("control", production, 50), ("treatment", ModelVersionFactory(), 50))
 
-    page = admin_browser.get(f"/admin/experiments/experiment/{experiment.pk}/change/").content.decode()
+    page = operator.get(f"/admin/experiments/experiment/{experiment.pk}/change/").content.decode()
 
     assert 'name="salt"' not in page and experiment.salt in page
 
@@ -140,15 +140,13 @@ def _feedback_rows(experiment, variant, version, agree, disagree):
         Feedback.objects.create(request=row, request_uuid=row.request_id, label=label)
 
 
-def test_promote_the_winner_promotes_a_significantly_better_variant_and_stops(admin_browser, production):
+def test_promote_the_winner_promotes_a_significantly_better_variant_and_stops(operator, production):
     candidate = ModelVersionFactory(version="candidate")
     experiment = started_experiment(("control", production, 50), ("treatment", candidate, 50))
     _feedback_rows(experiment, "control", production, agree=70, disagree=30)
     _feedback_rows(experiment, "treatment", candidate, agree=90, disagree=10)
 
-    admin_browser.post(
-        "/admin/experiments/experiment/", {"action": "promote_winner", "_selected_action": [experiment.pk]}
-    )
+    operator.post("/admin/experiments/experiment/", {"action": "promote_winner", "_selected_action": [experiment.pk]})
 
     candidate.refresh_from_db()
     experiment.refresh_from_db()
@@ -159,13 +157,13 @@ def test_promote_the_winner_promotes_a_significantly_better_variant_and_stops(ad
     assert promotion.actor == "ops-admin" and f"winner of {experiment}" in promotion.message
 
 
-def test_promote_the_winner_refuses_without_a_significant_difference(admin_browser, production):
+def test_promote_the_winner_refuses_without_a_significant_difference(operator, production):
     candidate = ModelVersionFactory(version="candidate")
     experiment = started_experiment(("control", production, 50), ("treatment", candidate, 50))
     _feedback_rows(experiment, "control", production, agree=8, disagree=2)
     _feedback_rows(experiment, "treatment", candidate, agree=9, disagree=1)
 
-    response = admin_browser.post(
+    response = operator.post(
         "/admin/experiments/experiment/",
         {"action": "promote_winner", "_selected_action": [experiment.pk]},
         follow=True,
@@ -176,13 +174,13 @@ def test_promote_the_winner_refuses_without_a_significant_difference(admin_brows
     assert Experiment.objects.get(pk=experiment.pk).status == ExperimentStatus.RUNNING
 
 
-def test_statistics_page_shows_each_variant_and_flags_a_sample_ratio_mismatch(admin_browser, production):
+def test_statistics_page_shows_each_variant_and_flags_a_sample_ratio_mismatch(operator, production):
     experiment = started_experiment(("control", production, 50), ("treatment", ModelVersionFactory(), 50))
     for i in range(300):
         RequestLogFactory(experiment=experiment, variant="control" if i < 200 else "treatment", unit=f"u{i}")
 
-    changelist = admin_browser.get("/admin/experiments/experiment/").content.decode()
-    page = admin_browser.get(f"/admin/experiments/experiment/{experiment.pk}/statistics/").content.decode()
+    changelist = operator.get("/admin/experiments/experiment/").content.decode()
+    page = operator.get(f"/admin/experiments/experiment/{experiment.pk}/statistics/").content.decode()
 
     assert f"/admin/experiments/experiment/{experiment.pk}/statistics/" in changelist
     assert "Sample ratio mismatch" in page
@@ -190,11 +188,11 @@ def test_statistics_page_shows_each_variant_and_flags_a_sample_ratio_mismatch(ad
     assert "<td>200</td>" in page and "<td>100</td>" in page
 
 
-def test_promoting_and_archiving_a_version_are_audited(admin_browser):
+def test_promoting_and_archiving_a_version_are_audited(operator):
     version = ModelVersionFactory(version="next")
 
-    admin_browser.post("/admin/inference/modelversion/", {"action": "promote", "_selected_action": [version.pk]})
-    admin_browser.post("/admin/inference/modelversion/", {"action": "archive", "_selected_action": [version.pk]})
+    operator.post("/admin/inference/modelversion/", {"action": "promote", "_selected_action": [version.pk]})
+    operator.post("/admin/inference/modelversion/", {"action": "archive", "_selected_action": [version.pk]})
 
     actions = list(AuditEvent.objects.filter(model_version=version).order_by("pk").values_list("action", "actor"))
     assert actions == [("promote", "ops-admin"), ("archive", "ops-admin")]

@@ -87,14 +87,12 @@ def test_training_refuses_what_it_cannot_use(sst2_file, model_store, tmp_path):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_admin_queues_training_on_a_celery_worker_that_reports_progress(
-    sst2_file, model_store, admin_browser, tmp_path
-):
+def test_admin_queues_training_on_a_celery_worker_that_reports_progress(sst2_file, model_store, operator, tmp_path):
     if connection.vendor != "postgresql":
         pytest.skip("the worker shares the test database: run on PostgreSQL (make test)")
     env = {"DATABASE_URL": served_database_url(), "MODEL_STORE": str(model_store), "TORCH_THREADS": "1"}
     with celery_worker(env, tmp_path / "worker.log"):
-        response = admin_browser.post(
+        response = operator.post(
             "/admin/inference/trainingrun/add/",
             {
                 "data_path": str(sst2_file),
@@ -117,14 +115,14 @@ def test_admin_queues_training_on_a_celery_worker_that_reports_progress(
     assert run.progress == 100 and run.requested_by == "ops-admin"
     assert run.result == ModelVersion.objects.get(version="from-admin")
     assert run.result.metrics["heldout_examples"] == 60
-    listing = admin_browser.get("/admin/inference/trainingrun/").content.decode()
+    listing = operator.get("/admin/inference/trainingrun/").content.decode()
     assert "100%" in listing and "Registered sentiment:from-admin" in listing
     assert AuditEvent.objects.get(model_version=run.result).actor == "ops-admin"
 
 
 @pytest.mark.django_db
-def test_training_run_form_refuses_a_missing_file(admin_browser, tmp_path):
-    response = admin_browser.post(
+def test_training_run_form_refuses_a_missing_file(operator, tmp_path):
+    response = operator.post(
         "/admin/inference/trainingrun/add/",
         {
             "data_path": str(tmp_path / "nope.tsv"),

@@ -1,0 +1,90 @@
+"""Run a chunk's items through the same inference path as the API, one RequestContext each.
+
+Items run concurrently, one thread each, so the model's micro-batcher gathers them into
+shared forward passes exactly as it gathers concurrent API requests. Each item is routed,
+length-checked, inferred and costed by `inference.services`; checks added to that path
+apply to every item too, and `_run_item` is the place for per-request checks that live
+elsewhere (docs/decisions/0010-batch-jobs.md, "Limits and budgets").
+"""
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.db import InterfaceError, OperationalError, connection
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+
+from gateway.context import RequestContext
+from gateway.errors import ModelNotFound, ModelUnavailable, error_type_of
+from inference import services
+from inference.batches.models import BatchItem, BatchJob, ItemStatus
+from inference.models import Task
+
+logger = logging.getLogger(__name__)
+
+# Refusals that would be the same for every item: the job stops instead of failing each one.
+JOB_WIDE_ERRORS = (PermissionDenied, ModelNotFound)
+# Faults of the moment, not of the item (the model is overloaded, the database is out of
+# reach): the item stays pending and its chunk is tried again later.
+TRANSIENT_ERRORS = (ModelUnavailable, OperationalError, InterfaceError)
+
+
+@dataclass
+class Outcome:
+    item: BatchItem
+    ctx: RequestContext
+    latency_ms: float
+    status_code: int = 200
+    result: dict | None = None
+    error_message: str = ""
+    # Set when the item has no outcome of its own: a job-wide refusal or a transient error.
+    halt: Exception | None = None
+
+    @property
+    def item_status(self) -> str:
+        return ItemStatus.SUCCEEDED if self.status_code == 200 else ItemStatus.FAILED
+
+
+def run_items(job: BatchJob, items: list[BatchItem]) -> list[Outcome]:
+    with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="batch-item") as threads:
+        return list(threads.map(lambda item: _run_item(job, item), items))
+
+
+def _run_item(job: BatchJob, item: BatchItem) -> Outcome:
+    ctx = RequestContext(request_id=item.request_id)
+    ctx.set_key(job.api_key)
+    started = time.perf_counter()
+    outcome = Outcome(item=item, ctx=ctx, latency_ms=0.0)
+    try:
+        outcome.result = _infer(job, ctx, item.text)
+    except (*JOB_WIDE_ERRORS, *TRANSIENT_ERRORS) as exc:
+        outcome.halt = exc
+    except APIException as exc:
+        outcome.status_code, ctx.error_type, outcome.error_message = exc.status_code, error_type_of(exc), _message(exc)
+    except Exception:
+        logger.exception("Batch %s: item %s failed", job.pk, item.index)
+        outcome.status_code, ctx.error_type, outcome.error_message = 500, "server_error", "The gateway failed on it."
+    finally:
+        # This thread borrowed a pooled connection to resolve the model: hand it back.
+        connection.close()
+    outcome.latency_ms = (time.perf_counter() - started) * 1000
+    return outcome
+
+
+def _infer(job: BatchJob, ctx: RequestContext, text: str) -> dict:
+    if not text.strip():  # what the API's serializers refuse before routing
+        raise ValidationError({"text": ["This field may not be blank."]})
+    if job.task == Task.EMBEDDINGS:
+        _, (output,) = services.embed(ctx=ctx, texts=[text], model_ref=job.model_ref)
+        return output.result
+    _, result = services.classify(ctx=ctx, text=text, model_ref=job.model_ref)
+    return result
+
+
+def _message(exc: APIException) -> str:
+    if isinstance(exc.detail, dict):
+        return "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in exc.detail.items())
+    if isinstance(exc.detail, list):
+        return " ".join(map(str, exc.detail))
+    return str(exc.detail)
