@@ -18,6 +18,8 @@ class RequestContext:
     cache_hit: bool = False
     error_type: str = ""
     input_text: str = ""
+    # Time spent waiting on a model or upstream; the rest of the latency is the gateway's own.
+    inference_ms: float = 0.0
 
     def set_key(self, key) -> None:
         self.api_key = key

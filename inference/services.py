@@ -1,6 +1,7 @@
 """The request path for local models: route, check, infer, cost. Views call these."""
 
 import logging
+import time
 
 from django.conf import settings
 from django.db import connection
@@ -61,12 +62,15 @@ def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list
     # waiting on a model must not hold every pooled connection.
     if not connection.in_atomic_block:
         connection.close()
+    started = time.perf_counter()
     try:
         outputs = batcher.submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
     except Overloaded as exc:
         raise ModelUnavailable(str(exc)) from exc
     except Exception as exc:
         raise ModelFailed() from exc
+    finally:
+        ctx.inference_ms += (time.perf_counter() - started) * 1000
     ctx.input_tokens = sum(output.input_tokens for output in outputs)
     ctx.output_tokens = sum(output.output_tokens for output in outputs)
     ctx.cost_usd = cost_of(version, ctx.input_tokens, ctx.output_tokens)
