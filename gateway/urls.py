@@ -1,8 +1,8 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from gateway import health
+from gateway import health, metrics_export
 from inference.views import EmbeddingsView, PredictView
 
 handler400 = "gateway.errors.bad_request"
@@ -18,5 +18,8 @@ urlpatterns = [
     path("predict", PredictView.as_view(), name="seed-predict"),
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
+    path("metrics", metrics_export.metrics_view, name="metrics"),
+    # Before the admin's own URLs, whose catch-all would answer first.
+    path("admin/dashboards/", include("observability.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -1,9 +1,12 @@
 """Maintain the hourly and daily rollups of the request log (the dashboards read only these).
 
-An hour is rebuilt as a whole from its raw rows (delete its rollup rows, insert the new sums),
-so a rebuild is idempotent and a late row is counted by the next rebuild of its hour. Each
-refresh rebuilds the hours that are not final yet: those from `RollupState.final_before` to
-now. An hour becomes final SETTLE after it ends: a row's `created_at` is taken just before
+Hours are rebuilt as a whole from their raw rows (delete their rollup rows, insert the new
+sums), so a rebuild is idempotent and a late row is counted by the next rebuild of its hour;
+a day's row is then rebuilt from its hourly rows in the same transaction. Work goes one UTC
+day at a time: one GROUP BY over that day's raw rows (or the part of it being rebuilt).
+
+Each refresh rebuilds the hours that are not final yet: those from `RollupState.final_before`
+to now. An hour becomes final SETTLE after it ends: a row's `created_at` is taken just before
 its INSERT, which may wait for a pooled connection (DB_POOL_TIMEOUT) before it commits.
 
 Every rebuild transaction first locks the RollupState row, so rebuilds never interleave; a
@@ -16,6 +19,7 @@ from datetime import datetime, timedelta
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Max, Min, Q, Sum
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from gateway.metrics import LATENCY_BUCKETS_MS
@@ -32,6 +36,7 @@ _REFRESH_RUNNING_TIMEOUT_S = 15 * 60
 
 # RequestLog and the rollups name the key column alike; grouping by the FK groups by its id.
 _GROUP_BY = [f"{name}_id" if name == "api_key" else name for name in DIMENSIONS]
+_SUMMED = ("requests", "input_tokens", "output_tokens", "cost_usd", "latency_sum_ms", *LATENCY_BUCKET_COLUMNS)
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -49,20 +54,8 @@ def refresh(now: datetime | None = None) -> int | None:
         return None
     try:
         now = now or timezone.now()
-        state = _state()
-        hours = _hours(state.final_before or _first_logged_hour() or floor_hour(now), now)
-        settled = floor_hour(now - SETTLE)
-        for hour in hours:
-            with transaction.atomic():
-                state = RollupState.objects.select_for_update().get(pk=_STATE_ID)
-                _rebuild_hour(hour)
-                if hour + HOUR <= settled and (state.final_before is None or state.final_before < hour + HOUR):
-                    state.final_before = hour + HOUR
-                state.refreshed_at = timezone.now()
-                state.save(update_fields=["final_before", "refreshed_at"])
-        for day in sorted({floor_day(hour) for hour in hours}):
-            _locked(_rebuild_day, day)
-        return len(hours)
+        start = _state().final_before or _first_logged_hour() or floor_hour(now)
+        return _rebuild_range(start, floor_hour(now) + HOUR, final_before=floor_hour(now - SETTLE))
     finally:
         cache.delete(_REFRESH_RUNNING)
 
@@ -71,25 +64,13 @@ def rebuild(start: datetime, end: datetime) -> int:
     """Rebuild every hour overlapping [start, end), final or not (after a backfill or a repair);
     the number of hours rebuilt."""
     _state()
-    hours = _hours(floor_hour(start), end - timedelta(microseconds=1)) if end > start else []
-    for hour in hours:
-        _locked(_rebuild_hour, hour)
-    for day in sorted({floor_day(hour) for hour in hours}):
-        _locked(_rebuild_day, day)
-    return len(hours)
+    if end <= start:
+        return 0
+    return _rebuild_range(floor_hour(start), floor_hour(end - timedelta(microseconds=1)) + HOUR)
 
 
 def last_refreshed_at() -> datetime | None:
     return RollupState.objects.filter(pk=_STATE_ID).values_list("refreshed_at", flat=True).first()
-
-
-def _hours(first: datetime, last: datetime) -> list[datetime]:
-    """The starts of the hours from `first` (an hour start) to the one holding `last`."""
-    hours, hour = [], first
-    while hour <= last:
-        hours.append(hour)
-        hour += HOUR
-    return hours
 
 
 def _state() -> RollupState:
@@ -102,11 +83,25 @@ def _first_logged_hour() -> datetime | None:
     return floor_hour(first) if first else None
 
 
-def _locked(rebuild_one, start: datetime) -> None:
-    """Run one rebuild in a transaction holding the state row (waits for a refresh in progress)."""
-    with transaction.atomic():
-        RollupState.objects.select_for_update().filter(pk=_STATE_ID).first()
-        rebuild_one(start)
+def _rebuild_range(start: datetime, end: datetime, final_before: datetime | None = None) -> int:
+    """Rebuild the hours in [start, end) (hour starts), one UTC day per transaction; with
+    `final_before`, record that the hours before it (and rebuilt now) are final."""
+    window_start = start
+    while window_start < end:
+        window_end = min(floor_day(window_start) + DAY, end)
+        with transaction.atomic():
+            # The row lock serializes every rebuild, in every process.
+            state = RollupState.objects.select_for_update().get(pk=_STATE_ID)
+            _rebuild_hours(window_start, window_end)
+            _rebuild_day(floor_day(window_start))
+            state.refreshed_at = timezone.now()
+            if final_before is not None:
+                reached = min(window_end, final_before)
+                if state.final_before is None or state.final_before < reached:
+                    state.final_before = reached
+            state.save(update_fields=["final_before", "refreshed_at"])
+        window_start = window_end
+    return int((end - start) / HOUR)
 
 
 def _latency_buckets() -> dict:
@@ -123,11 +118,12 @@ def _latency_buckets() -> dict:
     return counts
 
 
-def _rebuild_hour(hour: datetime) -> None:
+def _rebuild_hours(start: datetime, end: datetime) -> None:
     rows = (
-        RequestLog.objects.filter(created_at__gte=hour, created_at__lt=hour + HOUR)
+        RequestLog.objects.filter(created_at__gte=start, created_at__lt=end)
+        .annotate(hour=TruncHour("created_at"))
         .order_by()
-        .values(*_GROUP_BY)
+        .values("hour", *_GROUP_BY)
         .annotate(
             requests=Count("id"),
             sum_input_tokens=Sum("input_tokens"),
@@ -138,33 +134,23 @@ def _rebuild_hour(hour: datetime) -> None:
             **_latency_buckets(),
         )
     )
-    HourlyRollup.objects.filter(start=hour).delete()
+    HourlyRollup.objects.filter(start__gte=start, start__lt=end).delete()
     HourlyRollup.objects.bulk_create(
-        [
-            HourlyRollup(
-                start=hour,
-                input_tokens=row.pop("sum_input_tokens"),
-                output_tokens=row.pop("sum_output_tokens"),
-                cost_usd=row.pop("sum_cost_usd"),
-                **row,
-            )
-            for row in rows
-        ],
-        batch_size=1000,
+        [HourlyRollup(start=row.pop("hour"), **_unprefixed(row)) for row in rows], batch_size=1000
     )
 
 
 def _rebuild_day(day: datetime) -> None:
-    summed = ("requests", "input_tokens", "output_tokens", "cost_usd", "latency_sum_ms", *LATENCY_BUCKET_COLUMNS)
     rows = (
         HourlyRollup.objects.filter(start__gte=day, start__lt=day + DAY)
         .order_by()
         .values(*_GROUP_BY)
-        .annotate(**{f"sum_{name}": Sum(name) for name in summed}, sum_latency_max_ms=Max("latency_max_ms"))
+        .annotate(**{f"sum_{name}": Sum(name) for name in _SUMMED}, sum_latency_max_ms=Max("latency_max_ms"))
     )
     DailyRollup.objects.filter(start=day).delete()
     DailyRollup.objects.bulk_create([DailyRollup(start=day, **_unprefixed(row)) for row in rows], batch_size=1000)
 
 
 def _unprefixed(row: dict) -> dict:
+    """Aggregates are named sum_<column> where <column> is also a field of the queried model."""
     return {name.removeprefix("sum_"): value for name, value in row.items()}

@@ -1,0 +1,201 @@
+"""Reads for the dashboards, from the rollups only (never the raw request log).
+
+Each page runs one or two GROUP BY queries over the hourly or daily rollups of the chosen
+period (the bucket decides which) and merges the rows in Python into the tables it shows,
+so its cost grows with days x combinations of key, version and outcome, not with requests.
+
+Latency percentiles are read from the summed histogram columns, interpolated linearly
+inside the bucket that holds them (as Prometheus's histogram_quantile does).
+"""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db.models import Max, Q, Sum
+
+from gateway.metrics import LATENCY_BUCKETS_MS
+from observability.filters import Filters
+from observability.models import LATENCY_BUCKET_COLUMNS, DailyRollup, HourlyRollup
+
+_ZERO = Decimal(0)
+# Every group is also split by version: a cache hit's saving is priced per version.
+_VERSION = ("model_name", "version")
+
+
+@dataclass
+class Stats:
+    """Sums over a set of rollup rows, and what the dashboards derive from them."""
+
+    requests: int = 0
+    client_errors: int = 0
+    server_errors: int = 0
+    cache_hits: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: Decimal = _ZERO
+    savings_usd: Decimal = _ZERO
+    latency_sum_ms: float = 0.0
+    latency_max_ms: float = 0.0
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKET_COLUMNS))
+
+    def add(self, row: dict, saving_per_hit: Decimal) -> None:
+        self.requests += row["requests"] or 0
+        self.client_errors += row["client_errors"] or 0
+        self.server_errors += row["server_errors"] or 0
+        self.cache_hits += row["cache_hits"] or 0
+        self.input_tokens += row["input_tokens"] or 0
+        self.output_tokens += row["output_tokens"] or 0
+        self.cost_usd += row["cost_usd"] or _ZERO
+        self.savings_usd += (row["cache_hits"] or 0) * saving_per_hit
+        self.latency_sum_ms += row["latency_sum_ms"] or 0.0
+        self.latency_max_ms = max(self.latency_max_ms, row["latency_max_ms"] or 0.0)
+        for index, column in enumerate(LATENCY_BUCKET_COLUMNS):
+            self.latency_buckets[index] += row[column] or 0
+
+    def merge(self, other: "Stats") -> None:
+        for name in ("requests", "client_errors", "server_errors", "cache_hits", "input_tokens", "output_tokens"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cost_usd += other.cost_usd
+        self.savings_usd += other.savings_usd
+        self.latency_sum_ms += other.latency_sum_ms
+        self.latency_max_ms = max(self.latency_max_ms, other.latency_max_ms)
+        self.latency_buckets = [a + b for a, b in zip(self.latency_buckets, other.latency_buckets, strict=True)]
+
+    @property
+    def errors(self) -> int:
+        return self.client_errors + self.server_errors
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def server_error_rate(self) -> float:
+        return self.server_errors / self.requests if self.requests else 0.0
+
+    @property
+    def cache_hit_rate(self) -> float:
+        return self.cache_hits / self.requests if self.requests else 0.0
+
+    @property
+    def mean_latency_ms(self) -> float:
+        return self.latency_sum_ms / self.requests if self.requests else 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def percentile(self, q: float) -> float:
+        return latency_percentile(self.latency_buckets, q, self.latency_max_ms)
+
+    @property
+    def p50(self) -> float:
+        return self.percentile(0.50)
+
+    @property
+    def p95(self) -> float:
+        return self.percentile(0.95)
+
+    @property
+    def p99(self) -> float:
+        return self.percentile(0.99)
+
+
+def latency_percentile(buckets: list[int], q: float, max_ms: float) -> float:
+    """The q-quantile of a histogram with LATENCY_BUCKETS_MS edges (0 when it is empty)."""
+    total = sum(buckets)
+    if not total:
+        return 0.0
+    rank = q * total
+    seen, lower = 0, 0.0
+    uppers = (*LATENCY_BUCKETS_MS, max(max_ms, LATENCY_BUCKETS_MS[-1]))
+    for count, upper in zip(buckets, uppers, strict=True):
+        if count and seen + count >= rank:
+            return min(lower + (upper - lower) * (rank - seen) / count, max_ms)
+        seen += count
+        lower = upper
+    return max_ms
+
+
+def grouped(filters: Filters, dims: tuple[str, ...]) -> dict[tuple, Stats]:
+    """Stats per combination of `dims` (rollup columns; "start" is the time bucket)."""
+    rows = _rows(filters, (*dims, *(d for d in _VERSION if d not in dims)))
+    saving = _saving_per_hit(rows)
+    stats: dict[tuple, Stats] = defaultdict(Stats)
+    for row in rows:
+        stats[tuple(row[d] for d in dims)].add(row, saving.get((row["model_name"], row["version"]), _ZERO))
+    return dict(stats)
+
+
+def regroup(stats: dict[tuple, Stats], key: Callable[[tuple], tuple]) -> dict[tuple, Stats]:
+    """Merge finer groups into coarser ones, e.g. (day, key, version) into (key,)."""
+    merged: dict[tuple, Stats] = defaultdict(Stats)
+    for group, value in stats.items():
+        merged[key(group)].merge(value)
+    return dict(merged)
+
+
+def total(stats: Iterable[Stats]) -> Stats:
+    result = Stats()
+    for value in stats:
+        result.merge(value)
+    return result
+
+
+def buckets(filters: Filters) -> list:
+    """Every bucket start in the period, so quiet hours show as zeros rather than gaps."""
+    starts, current = [], filters.start
+    while current < filters.end:
+        starts.append(current)
+        current += filters.step
+    return starts
+
+
+def _rows(filters: Filters, dims: tuple[str, ...]) -> list[dict]:
+    model = HourlyRollup if filters.bucket == "hour" else DailyRollup
+    queryset = model.objects.filter(start__gte=filters.start, start__lt=filters.end)
+    if filters.key_prefix:
+        queryset = queryset.filter(key_prefix=filters.key_prefix)
+    if filters.model_name:
+        queryset = queryset.filter(model_name=filters.model_name)
+    rows = queryset.order_by().values(*("api_key_id" if d == "api_key" else d for d in dims)).annotate(**_measures())
+    return [_normalized(row) for row in rows]
+
+
+def _measures() -> dict:
+    # Named unlike the rollup's own columns: an aggregate may not shadow a field.
+    measures = {
+        "requests_": Sum("requests"),
+        "client_errors": Sum("requests", filter=Q(status_code__gte=400, status_code__lt=500)),
+        "server_errors": Sum("requests", filter=Q(status_code__gte=500)),
+        "cache_hits": Sum("requests", filter=Q(cache_hit=True)),
+        # What answering from scratch costs: successful answers not served from the cache.
+        "uncached_ok": Sum("requests", filter=Q(cache_hit=False, status_code__lt=400)),
+        "uncached_ok_cost": Sum("cost_usd", filter=Q(cache_hit=False, status_code__lt=400)),
+        "input_tokens_": Sum("input_tokens"),
+        "output_tokens_": Sum("output_tokens"),
+        "cost_usd_": Sum("cost_usd"),
+        "latency_sum_ms_": Sum("latency_sum_ms"),
+        "latency_max_ms_": Max("latency_max_ms"),
+    }
+    measures.update({f"{column}_": Sum(column) for column in LATENCY_BUCKET_COLUMNS})
+    return measures
+
+
+def _saving_per_hit(rows: list[dict]) -> dict[tuple[str, str], Decimal]:
+    """Per version: the mean cost of an uncached successful answer in the period, which each
+    cache hit of that version saved (an estimate: the hit's own tokens are not priced)."""
+    count: dict[tuple, int] = defaultdict(int)
+    cost: dict[tuple, Decimal] = defaultdict(Decimal)
+    for row in rows:
+        version = (row["model_name"], row["version"])
+        count[version] += row["uncached_ok"] or 0
+        cost[version] += row["uncached_ok_cost"] or _ZERO
+    return {version: cost[version] / count[version] for version in count if count[version]}
+
+
+def _normalized(row: dict) -> dict:
+    """Measures under the rollup's column names, the key's id under `api_key`."""
+    return {("api_key" if name == "api_key_id" else name.removesuffix("_")): value for name, value in row.items()}
