@@ -1,9 +1,10 @@
 import pytest
 from django.core.cache import cache
 from django.core.management import call_command
+from django.test import Client
 from rest_framework.test import APIClient
 
-from tests.factories import APIKeyFactory
+from tests.factories import APIKeyFactory, StaffUserFactory
 
 
 @pytest.fixture(autouse=True)
@@ -32,4 +33,17 @@ def client():
 @pytest.fixture
 def authed(client, api_key):
     client.credentials(HTTP_X_API_KEY=api_key.plaintext)
+    return client
+
+
+@pytest.fixture
+def staff_user(db):
+    return StaffUserFactory()
+
+
+@pytest.fixture
+def staff_client(staff_user):
+    """A browser-like client logged into the admin as a staff user (not a superuser)."""
+    client = Client()
+    client.force_login(staff_user)
     return client

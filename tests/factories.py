@@ -1,6 +1,7 @@
 import factory
+from django.contrib.auth import get_user_model
 
-from gateway.models import APIKey
+from gateway.models import APIKey, RequestLog
 from inference.management.commands.bootstrap import PACKAGED_MODEL, SENTIMENT_PROTOTYPES
 from inference.models import Backend, ModelVersion, Status, Task
 
@@ -32,3 +33,32 @@ class APIKeyFactory(factory.django.DjangoModelFactory):
         key, plaintext = model_class.objects.create_key(**kwargs)
         key.plaintext = plaintext
         return key
+
+
+class RequestLogFactory(factory.django.DjangoModelFactory):
+    """A logged request; set the columns a test is about (created_at, key, version, status...)."""
+
+    class Meta:
+        model = RequestLog
+
+    method = "POST"
+    endpoint = "/api/v1/predict"
+    status_code = 200
+    latency_ms = 12.5
+
+
+class StaffUserFactory(factory.django.DjangoModelFactory):
+    """An operator who may open the admin (staff), with the password STAFF_PASSWORD."""
+
+    class Meta:
+        model = get_user_model()
+
+    username = factory.Sequence(lambda n: f"operator-{n}")
+    is_staff = True
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        return model_class.objects.create_user(*args, password=STAFF_PASSWORD, **kwargs)
+
+
+STAFF_PASSWORD = "operator-password"
