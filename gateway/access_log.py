@@ -43,7 +43,7 @@ def log_request(ctx, *, method: str, path: str, endpoint: str, status_code: int,
         "latency_ms": round(latency_ms, 3),
         "input_tokens": ctx.input_tokens,
         "output_tokens": ctx.output_tokens,
-        "cost_usd": str(ctx.cost_usd),
+        "cost_usd": f"{ctx.cost_usd:f}",  # a decimal string: exact, never 0E-8
         "cache_hit": ctx.cache_hit,
     }
     logger.info("request", extra={"fields": fields})
