@@ -305,7 +305,7 @@ def cost(filters: Filters) -> Page:
                 "models",
                 "By model",
                 [
-                    Column("Model", lambda r: r[0][0], numeric=False),
+                    Column("Model", lambda r: r[0][0] or "(none)", numeric=False),
                     *_stats_columns(lambda r: r[1], "requests", "tokens", "cost"),
                     Column("Share of cost (%)", share, _percent),
                 ],
@@ -341,6 +341,8 @@ def models(filters: Filters) -> Page:
         ((group, stats) for group, stats in selectors.regroup(detail, lambda g: (g[1], g[2])).items() if group[0]),
         key=lambda row: -row[1].requests,
     )
+    # Charts show versions that served requests; the table also counts names never routed.
+    routed = [row for row in by_version if row[0][1]]
     starts = selectors.buckets(filters)
     labels = [_bucket_label(filters, start) for start in starts]
     return Page(
@@ -356,15 +358,15 @@ def models(filters: Filters) -> Page:
                         "label": f"{name}:{version}",
                         "data": [detail.get((start, name, version), Stats()).requests for start in starts],
                     }
-                    for (name, version), _ in by_version
+                    for (name, version), _ in routed
                 ],
             ),
             Chart(
                 "version-latency",
                 "Latency by version",
                 "bar",
-                [f"{name}:{version}" for (name, version), _ in by_version],
-                [{"label": q, "data": [round(s.percentile(p), 1) for _, s in by_version]} for q, p in _QUANTILES],
+                [f"{name}:{version}" for (name, version), _ in routed],
+                [{"label": q, "data": [round(s.percentile(p), 1) for _, s in routed]} for q, p in _QUANTILES],
                 y_title="ms",
             ),
         ],
