@@ -315,8 +315,8 @@ def cost(filters: Filters) -> Page:
                 "versions",
                 "By version",
                 [
-                    Column("Model", lambda r: r[0][0], numeric=False),
-                    Column("Version", lambda r: r[0][1], numeric=False),
+                    Column("Model", lambda r: r[0][0] or "(none)", numeric=False),
+                    Column("Version", lambda r: r[0][1] or "(not routed)", numeric=False),
                     *_stats_columns(lambda r: r[1], "requests", "tokens", "cost"),
                     Column("Cost per 1k requests (USD)", lambda r: _per_1k(r[1]), _usd),
                 ],
