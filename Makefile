@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://root@127.0.0.1:5432/gateway)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 
-.PHONY: run test lint format superuser
+.PHONY: run test lint format superuser bench-dashboards vendor-js
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,3 +37,15 @@ format: $(VENV)/.installed
 
 superuser: $(VENV)/.installed
 	$(BIN)/python manage.py createsuperuser
+
+# Dashboard render time at 10k and 1M seeded log rows, in a database of its own
+# (BENCH_DATABASE_URL, default gateway_bench); writes bench/results/dashboards-*.json.
+bench-dashboards: $(VENV)/.installed
+	REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python scripts/bench_dashboards.py
+
+# Re-vendor Chart.js from npm (assets/package-lock.json pins it) into the static files.
+vendor-js:
+	cd assets && npm ci --no-audit --no-fund
+	cp assets/node_modules/chart.js/dist/chart.umd.min.js assets/node_modules/chart.js/LICENSE.md \
+		observability/static/observability/vendor/chartjs/
+	cp assets/node_modules/@kurkle/color/LICENSE.md observability/static/observability/vendor/chartjs/LICENSE-kurkle-color.md

@@ -239,15 +239,16 @@ _TOP = 10
 
 
 def cost(filters: Filters) -> Page:
-    detail = selectors.grouped(filters, ("start", "key_prefix", "model_name", "version"))
-    by_time = _series(filters, selectors.regroup(detail, lambda g: (g[0],)))
-    by_key = _by_cost(selectors.regroup(detail, lambda g: (g[1],)))
-    by_model = _by_cost(selectors.regroup(detail, lambda g: (g[2],)))
-    by_version = _by_cost(selectors.regroup(detail, lambda g: (g[2], g[3])))
+    # A few small GROUP BYs rather than one detailed one regrouped here: each returns tens
+    # or hundreds of rows, whatever the traffic.
+    per_time_model = selectors.grouped(filters, ("start", "model_name"), latency=False)
+    by_time = _series(filters, selectors.regroup(per_time_model, lambda g: (g[0],)))
+    by_model = _by_cost(selectors.regroup(per_time_model, lambda g: (g[1],)))
+    by_key = _by_cost(selectors.grouped(filters, ("key_prefix",), latency=False))
+    by_version = _by_cost(selectors.grouped(filters, ("model_name", "version"), latency=False))
     totals = selectors.total(stats for _, stats in by_time)
     names = _key_names(group[0] for group, _ in by_key)
     models = [group[0] for group, _ in by_model]
-    per_model_time = selectors.regroup(detail, lambda g: (g[0], g[2]))
     starts = selectors.buckets(filters)
 
     def share(row) -> float:
@@ -274,7 +275,7 @@ def cost(filters: Filters) -> Page:
                 [
                     {
                         "label": model or "(none)",
-                        "data": [float(per_model_time.get((start, model), Stats()).cost_usd) for start in starts],
+                        "data": [float(per_time_model.get((start, model), Stats()).cost_usd) for start in starts],
                     }
                     for model in models
                 ],

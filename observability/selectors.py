@@ -50,9 +50,10 @@ class Stats:
         self.cost_usd += row["cost_usd"] or _ZERO
         self.savings_usd += (row["cache_hits"] or 0) * saving_per_hit
         self.latency_sum_ms += row["latency_sum_ms"] or 0.0
-        self.latency_max_ms = max(self.latency_max_ms, row["latency_max_ms"] or 0.0)
-        for index, column in enumerate(LATENCY_BUCKET_COLUMNS):
-            self.latency_buckets[index] += row[column] or 0
+        self.latency_max_ms = max(self.latency_max_ms, row.get("latency_max_ms") or 0.0)
+        if LATENCY_BUCKET_COLUMNS[0] in row:
+            for index, column in enumerate(LATENCY_BUCKET_COLUMNS):
+                self.latency_buckets[index] += row[column] or 0
 
     def merge(self, other: "Stats") -> None:
         for name in ("requests", "client_errors", "server_errors", "cache_hits", "input_tokens", "output_tokens"):
@@ -119,9 +120,10 @@ def latency_percentile(buckets: list[int], q: float, max_ms: float) -> float:
     return max_ms
 
 
-def grouped(filters: Filters, dims: tuple[str, ...]) -> dict[tuple, Stats]:
-    """Stats per combination of `dims` (rollup columns; "start" is the time bucket)."""
-    rows = _rows(filters, (*dims, *(d for d in _VERSION if d not in dims)))
+def grouped(filters: Filters, dims: tuple[str, ...], *, latency: bool = True) -> dict[tuple, Stats]:
+    """Stats per combination of `dims` (rollup columns; "start" is the time bucket); without
+    `latency` the histogram is not summed (cheaper, for pages that show no latency)."""
+    rows = _rows(filters, (*dims, *(d for d in _VERSION if d not in dims)), latency)
     saving = _saving_per_hit(rows)
     stats: dict[tuple, Stats] = defaultdict(Stats)
     for row in rows:
@@ -153,18 +155,22 @@ def buckets(filters: Filters) -> list:
     return starts
 
 
-def _rows(filters: Filters, dims: tuple[str, ...]) -> list[dict]:
+def _rows(filters: Filters, dims: tuple[str, ...], latency: bool) -> list[dict]:
     model = HourlyRollup if filters.bucket == "hour" else DailyRollup
     queryset = model.objects.filter(start__gte=filters.start, start__lt=filters.end)
     if filters.key_prefix:
         queryset = queryset.filter(key_prefix=filters.key_prefix)
     if filters.model_name:
         queryset = queryset.filter(model_name=filters.model_name)
-    rows = queryset.order_by().values(*("api_key_id" if d == "api_key" else d for d in dims)).annotate(**_measures())
+    rows = (
+        queryset.order_by()
+        .values(*("api_key_id" if d == "api_key" else d for d in dims))
+        .annotate(**_measures(latency))
+    )
     return [_normalized(row) for row in rows]
 
 
-def _measures() -> dict:
+def _measures(latency: bool) -> dict:
     # Named unlike the rollup's own columns: an aggregate may not shadow a field.
     measures = {
         "requests_": Sum("requests"),
@@ -178,9 +184,10 @@ def _measures() -> dict:
         "output_tokens_": Sum("output_tokens"),
         "cost_usd_": Sum("cost_usd"),
         "latency_sum_ms_": Sum("latency_sum_ms"),
-        "latency_max_ms_": Max("latency_max_ms"),
     }
-    measures.update({f"{column}_": Sum(column) for column in LATENCY_BUCKET_COLUMNS})
+    if latency:
+        measures["latency_max_ms_"] = Max("latency_max_ms")
+        measures.update({f"{column}_": Sum(column) for column in LATENCY_BUCKET_COLUMNS})
     return measures
 
 
