@@ -143,7 +143,9 @@ def overview(filters: Filters) -> Page:
     errors = sorted(
         (
             (status, error_type, stats)
-            for (status, error_type), stats in selectors.grouped(filters, ("status_code", "error_type")).items()
+            for (status, error_type), stats in selectors.grouped(
+                filters, ("status_code", "error_type"), latency=False, savings=False
+            ).items()
             if status >= 400
         ),
         key=lambda row: -row[2].requests,
@@ -244,7 +246,7 @@ def cost(filters: Filters) -> Page:
     per_time_model = selectors.grouped(filters, ("start", "model_name"), latency=False)
     by_time = _series(filters, selectors.regroup(per_time_model, lambda g: (g[0],)))
     by_model = _by_cost(selectors.regroup(per_time_model, lambda g: (g[1],)))
-    by_key = _by_cost(selectors.grouped(filters, ("key_prefix",), latency=False))
+    by_key = _by_cost(selectors.grouped(filters, ("key_prefix",), latency=False, savings=False))
     by_version = _by_cost(selectors.grouped(filters, ("model_name", "version"), latency=False))
     totals = selectors.total(stats for _, stats in by_time)
     names = _key_names(group[0] for group, _ in by_key)
@@ -401,11 +403,16 @@ def models(filters: Filters) -> Page:
 
 def keys(filters: Filters, now: datetime | None = None) -> Page:
     now = now or timezone.now()
-    by_key = sorted(selectors.grouped(filters, ("key_prefix",)).items(), key=lambda row: -row[1].requests)
+    by_key = sorted(
+        selectors.grouped(filters, ("key_prefix",), latency=False, savings=False).items(),
+        key=lambda row: -row[1].requests,
+    )
     month = _month_to_date(filters, now)
     today = selectors.grouped(
         Filters(floor_day(now), floor_day(now) + timedelta(days=1), "day", filters.key_prefix, filters.model_name),
         ("key_prefix",),
+        latency=False,
+        savings=False,
     )
     names = _key_names(group[0] for group, _ in by_key)
 
@@ -459,6 +466,8 @@ def _month_to_date(filters: Filters, now: datetime) -> dict[tuple, Stats]:
     return selectors.grouped(
         Filters(month_start, floor_day(now) + timedelta(days=1), "day", filters.key_prefix, filters.model_name),
         ("key_prefix",),
+        latency=False,
+        savings=False,
     )
 
 
