@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 import pytest
 from django.db.models import Sum
 from django.http import QueryDict
+from django.test import override_settings
 
 from gateway.models import RequestLog
 from observability import rollups
@@ -185,3 +186,13 @@ def test_invalid_filters_are_refused_with_a_message(staff_client, db):
 
 def test_unknown_export_is_not_found(staff_client, db):
     assert staff_client.get("/admin/dashboards/?export=nope").status_code == 404
+
+
+def test_without_a_scheduler_opening_a_dashboard_refreshes_the_rollups(staff_client, db):
+    RequestLogFactory()
+    RequestLogFactory(status_code=500, error_type="server_error")
+
+    with override_settings(GATEWAY_REFRESH_ROLLUPS_ON_VIEW=True):
+        html = staff_client.get("/admin/dashboards/?period=24h").content.decode()
+
+    assert '<div class="figure-value">2</div>' in html
