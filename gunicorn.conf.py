@@ -11,7 +11,9 @@ import tempfile
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_WORKERS", "2"))
-threads = int(os.environ.get("WEB_THREADS", "64"))
+# Threads mostly wait (on a model's batch or an upstream): 160 per worker held 0.92 of ideal
+# at 256 concurrent slow upstream calls (../shared/MEASUREMENTS.md).
+threads = int(os.environ.get("WEB_THREADS", "160"))
 # A slow upstream call may take a minute; the worker must not be killed meanwhile.
 timeout = int(os.environ.get("WEB_TIMEOUT", "120"))
 graceful_timeout = 30

@@ -69,7 +69,10 @@ class RequestLogAdmin(admin.ModelAdmin):
         "cost_usd",
         "cache_hit",
     )
-    list_filter = ("status_code", "endpoint", "model_name", "error_type", "cache_hit")
+    list_filter = (
+        "status_code", "endpoint", "model_name", "provider", "error_type", "cache_hit", "fallback_used", "truncated",
+        "price_missing",
+    )  # fmt: skip
     search_fields = ("=request_id", "=key_prefix")
     date_hierarchy = "created_at"
     # Counting tens of millions of rows on every page view is the slow part of a big log.

@@ -1,3 +1,4 @@
+import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -8,6 +9,7 @@ class RequestContext:
     """What one request learns on its way through the gateway; becomes its RequestLog row."""
 
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    started: float = field(default_factory=time.perf_counter)
     api_key: object | None = None  # gateway.models.APIKey
     key_prefix: str = ""
     model_version: object | None = None  # inference.models.ModelVersion
@@ -20,6 +22,17 @@ class RequestContext:
     input_text: str = ""
     # Time spent waiting on a model or upstream; the rest of the latency is the gateway's own.
     inference_ms: float = 0.0
+    input_price_per_1k: Decimal | None = None
+    output_price_per_1k: Decimal | None = None
+    price_missing: bool = False
+    provider: str = ""
+    attempts: int = 0
+    route: list[str] = field(default_factory=list)
+    fallback_used: bool = False
+    routing_rule: str = ""
+    ttft_ms: float | None = None
+    usage_estimated: bool = False
+    truncated: bool = False
 
     def set_key(self, key) -> None:
         self.api_key = key
@@ -27,4 +40,4 @@ class RequestContext:
 
     def set_version(self, version) -> None:
         self.model_version = version
-        self.model_name = version.name
+        self.model_name = self.model_name or version.name

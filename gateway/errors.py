@@ -42,11 +42,30 @@ class ModelFailed(exceptions.APIException):
     error_type = "model_error"
 
 
+class UpstreamFailed(exceptions.APIException):
+    status_code = status.HTTP_502_BAD_GATEWAY
+    default_detail = "Every upstream that can serve this model failed."
+    error_type = "upstream_error"
+
+
+class UpstreamUnavailable(exceptions.APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Every upstream that can serve this model is failing; retry shortly."
+    error_type = "upstream_unavailable"
+
+
 def error_body(error_type: str, message: str, request, fields=None) -> dict:
+    """The error envelope; `code` and `param` make it OpenAI's shape as well, for its SDKs."""
     ctx = getattr(request, "ctx", None)
     if ctx is not None:
         ctx.error_type = error_type
-    error = {"type": error_type, "message": message, "request_id": str(ctx.request_id) if ctx else None}
+    error = {
+        "type": error_type,
+        "code": error_type,
+        "message": message,
+        "param": next(iter(fields), None) if fields else None,
+        "request_id": str(ctx.request_id) if ctx else None,
+    }
     if fields:
         error["fields"] = fields
     return {"error": error}

@@ -9,8 +9,8 @@ gunicorn.conf.py) and /metrics sums them (gateway/metrics_export.py).
 
 Who records what:
 - `observe_request` (called by gateway/request_log.py `record`, once per logged request):
-  requests, errors, latency, gateway overhead, tokens, cost, cache hits.
-- The upstream path (issue 4): FALLBACKS, UPSTREAM_RETRIES, BREAKER_OPEN.
+  requests, errors, latency, gateway overhead, tokens, cost, cache hits, fallbacks.
+- The upstream path: UPSTREAM_RETRIES (inference/llm.py), BREAKER_OPEN (inference/breaker.py).
 - Budgets (issue 5): BUDGET_USED_RATIO.
 - Scrape time (gateway/metrics_export.py): BATCH_QUEUE_DEPTH, ROLLUP_LAG.
 """
@@ -52,11 +52,13 @@ CACHE_HITS = Counter("gateway_cache_hits", "Requests answered from the response 
 
 FALLBACKS = Counter(
     "gateway_fallbacks",
-    "Requests served by a later version of a model's fallback chain.",
-    ["model", "from_version", "to_version"],
+    "Requests answered by a fallback version (an earlier candidate failed or its breaker was open).",
+    ["model", "version"],
 )
 UPSTREAM_RETRIES = Counter(
-    "gateway_upstream_retries", "Retried upstream attempts, by reason.", ["model", "version", "reason"]
+    "gateway_upstream_retries",
+    "Upstream attempts retried, by the failure that caused it (an HTTP status or 'connection').",
+    ["model", "version", "reason"],
 )
 # Breaker state and budget use live in Redis, shared by all processes: whichever process
 # observed them last is right, hence "mostrecent" across processes.
@@ -104,3 +106,5 @@ def observe_request(ctx, *, endpoint: str, status_code: int, latency_ms: float) 
         COST.labels(model, version_name).inc(float(ctx.cost_usd))
     if ctx.cache_hit:
         CACHE_HITS.labels(model, version_name).inc()
+    if ctx.fallback_used:
+        FALLBACKS.labels(model, version_name).inc()

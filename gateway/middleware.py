@@ -14,7 +14,6 @@ class RequestLogMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        started = time.perf_counter()
         request.ctx = ctx = RequestContext()
         if _declared_length(request) > settings.GATEWAY_MAX_BODY_BYTES:
             response = json_error(
@@ -27,9 +26,23 @@ class RequestLogMiddleware:
             response = self.get_response(request)
         response["X-Request-ID"] = str(ctx.request_id)
         if request_log.is_logged_path(request.path):
-            latency_ms = (time.perf_counter() - started) * 1000
-            request_log.record(ctx, request, response.status_code, latency_ms)
+            if response.streaming:
+                # A stream's tokens, cost and outcome are known only once it has been sent.
+                response.streaming_content = _record_after(response.streaming_content, ctx, request, response)
+            else:
+                _record(ctx, request, response)
         return response
+
+
+def _record(ctx, request, response) -> None:
+    request_log.record(ctx, request, response.status_code, (time.perf_counter() - ctx.started) * 1000)
+
+
+def _record_after(content, ctx, request, response):
+    try:
+        yield from content
+    finally:
+        _record(ctx, request, response)
 
 
 def _declared_length(request) -> int:

@@ -142,6 +142,20 @@ class RequestLog(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     cache_hit = models.BooleanField(default=False)
+    # The unit prices the cost was computed with, so later price edits do not rewrite history.
+    input_price_per_1k = models.DecimalField(max_digits=12, decimal_places=8, null=True, blank=True)
+    output_price_per_1k = models.DecimalField(max_digits=12, decimal_places=8, null=True, blank=True)
+    price_missing = models.BooleanField(default=False, help_text="The version has no price: cost is unknown.")
+    provider = models.CharField(max_length=50, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0, help_text="Upstream attempts, retries included.")
+    route = models.JSONField(default=list, blank=True, help_text="Versions tried, in order, with their outcome.")
+    fallback_used = models.BooleanField(default=False)
+    routing_rule = models.CharField(max_length=100, blank=True)
+    ttft_ms = models.FloatField("time to first token (ms)", null=True, blank=True)
+    truncated = models.BooleanField(default=False, help_text="A stream that broke after its first byte.")
+    usage_estimated = models.BooleanField(
+        default=False, help_text="The upstream reported no token usage; the counts are estimates."
+    )
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     input_text = models.TextField(blank=True, help_text="Stored only when GATEWAY_LOG_REQUEST_TEXT is on.")
 

@@ -10,7 +10,7 @@ logger = logging.getLogger(__name__)
 
 
 def is_logged_path(path: str) -> bool:
-    return path.startswith(settings.GATEWAY_LOGGED_PATH_PREFIXES)
+    return settings.GATEWAY_REQUEST_LOG_ENABLED and path.startswith(settings.GATEWAY_LOGGED_PATH_PREFIXES)
 
 
 def client_ip(request) -> str | None:
@@ -65,6 +65,17 @@ def _write_row(ctx: RequestContext, request, status_code: int, latency_ms: float
             output_tokens=ctx.output_tokens,
             cost_usd=ctx.cost_usd,
             cache_hit=ctx.cache_hit,
+            input_price_per_1k=ctx.input_price_per_1k,
+            output_price_per_1k=ctx.output_price_per_1k,
+            price_missing=ctx.price_missing,
+            provider=ctx.provider,
+            attempts=ctx.attempts,
+            route=ctx.route,
+            fallback_used=ctx.fallback_used,
+            routing_rule=ctx.routing_rule,
+            ttft_ms=ctx.ttft_ms,
+            truncated=ctx.truncated,
+            usage_estimated=ctx.usage_estimated,
             client_ip=client_ip(request),
             input_text=ctx.input_text if settings.GATEWAY_LOG_REQUEST_TEXT else "",
         )

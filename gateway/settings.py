@@ -157,6 +157,8 @@ GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=1_048_576)
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
 # Paths whose every request leaves one RequestLog row.
 GATEWAY_LOGGED_PATH_PREFIXES = ("/api/", "/v1/", "/predict", "/batch_predict", "/batch_result")
+# Off only to measure what the log costs (make bench); every request is logged otherwise.
+GATEWAY_REQUEST_LOG_ENABLED = env.bool("GATEWAY_REQUEST_LOG_ENABLED", default=True)
 # Raw input text is personal data: stored on the log row only when enabled.
 GATEWAY_LOG_REQUEST_TEXT = env.bool("GATEWAY_LOG_REQUEST_TEXT", default=False)
 # Take the client IP from X-Forwarded-For only behind a proxy that sets it.
@@ -164,6 +166,19 @@ GATEWAY_TRUST_X_FORWARDED_FOR = env.bool("GATEWAY_TRUST_X_FORWARDED_FOR", defaul
 GATEWAY_DEFAULT_CLASSIFIER = env("GATEWAY_DEFAULT_CLASSIFIER", default="sentiment")
 GATEWAY_DEFAULT_EMBEDDINGS = env("GATEWAY_DEFAULT_EMBEDDINGS", default="embeddings")
 GATEWAY_MAX_EMBEDDING_INPUTS = env.int("GATEWAY_MAX_EMBEDDING_INPUTS", default=256)
+GATEWAY_DEFAULT_CHAT = env("GATEWAY_DEFAULT_CHAT", default="smollm2")
+# The local LLM engine (llama.cpp's OpenAI-compatible server) that `bootstrap` registers.
+LOCAL_LLM_URL = env("LOCAL_LLM_URL", default="http://127.0.0.1:8081/v1")
+# Upstream calls: pooled keep-alive connections per upstream host (size it like WEB_THREADS).
+UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
+UPSTREAM_BACKOFF_INITIAL_S = env.float("UPSTREAM_BACKOFF_INITIAL_S", default=0.25)
+UPSTREAM_BACKOFF_MAX_S = env.float("UPSTREAM_BACKOFF_MAX_S", default=8.0)
+# A Retry-After longer than this is not waited for: the next version in the chain is tried.
+UPSTREAM_MAX_RETRY_AFTER_S = env.float("UPSTREAM_MAX_RETRY_AFTER_S", default=20.0)
+# Circuit breaker per upstream version, shared by all processes through the cache (Redis).
+BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
+BREAKER_WINDOW_S = env.int("BREAKER_WINDOW_S", default=60)
+BREAKER_COOLDOWN_S = env.float("BREAKER_COOLDOWN_S", default=30.0)
 # How long a request may wait for the model before it is answered 503.
 GATEWAY_INFERENCE_TIMEOUT_S = env.float("GATEWAY_INFERENCE_TIMEOUT_S", default=10.0)
 # Requests queued per model before new ones are refused with 503.

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from gateway import health, metrics_export
+from inference import openai_views
 from inference.views import EmbeddingsView, PredictView
 
 handler400 = "gateway.errors.bad_request"
@@ -13,6 +14,9 @@ handler500 = "gateway.errors.server_error"
 urlpatterns = [
     path("api/v1/predict", PredictView.as_view(), name="predict"),
     path("api/v1/embeddings", EmbeddingsView.as_view(), name="embeddings"),
+    path("v1/chat/completions", openai_views.ChatCompletionsView.as_view(), name="openai-chat"),
+    path("v1/embeddings", openai_views.EmbeddingsView.as_view(), name="openai-embeddings"),
+    path("v1/models", openai_views.ModelsView.as_view(), name="openai-models"),
     path("api/schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     # The original service's paths, kept for its clients.
     path("predict", PredictView.as_view(), name="seed-predict"),

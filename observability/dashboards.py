@@ -116,6 +116,8 @@ def _stats_columns(get: Callable[[object], Stats], *names: str) -> list[Column]:
         "cost": Column("Cost (USD)", lambda r: get(r).cost_usd, _usd),
         "cache_hit_rate": Column("Cache hits (%)", lambda r: get(r).cache_hit_rate, _percent),
         "savings": Column("Est. savings (USD)", lambda r: get(r).savings_usd, _usd),
+        "fallbacks": Column("Fallbacks", lambda r: get(r).fallbacks, _count),
+        "attempts": Column("Upstream attempts", lambda r: get(r).upstream_attempts, _count),
     }
     return [available[name] for name in names]
 
@@ -393,6 +395,8 @@ def models(filters: Filters) -> Page:
                         "tokens",
                         "cost",
                         "cache_hit_rate",
+                        "fallbacks",
+                        "attempts",
                     ),
                 ],
                 by_version,

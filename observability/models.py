@@ -30,6 +30,8 @@ class Rollup(models.Model):
     cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
     latency_sum_ms = models.FloatField(default=0)
     latency_max_ms = models.FloatField(default=0)
+    fallbacks = models.PositiveIntegerField(default=0, help_text="Requests answered by a fallback version.")
+    upstream_attempts = models.PositiveIntegerField(default=0, help_text="Upstream calls, retries included.")
 
     class Meta:
         abstract = True

@@ -36,7 +36,16 @@ _REFRESH_RUNNING_TIMEOUT_S = 15 * 60
 
 # RequestLog and the rollups name the key column alike; grouping by the FK groups by its id.
 _GROUP_BY = [f"{name}_id" if name == "api_key" else name for name in DIMENSIONS]
-_SUMMED = ("requests", "input_tokens", "output_tokens", "cost_usd", "latency_sum_ms", *LATENCY_BUCKET_COLUMNS)
+_SUMMED = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "latency_sum_ms",
+    "fallbacks",
+    "upstream_attempts",
+    *LATENCY_BUCKET_COLUMNS,
+)
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -131,6 +140,8 @@ def _rebuild_hours(start: datetime, end: datetime) -> None:
             sum_cost_usd=Sum("cost_usd"),
             latency_sum_ms=Sum("latency_ms"),
             latency_max_ms=Max("latency_ms"),
+            fallbacks=Count("id", filter=Q(fallback_used=True)),
+            upstream_attempts=Sum("attempts"),
             **_latency_buckets(),
         )
     )

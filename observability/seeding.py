@@ -1,9 +1,10 @@
 """Synthetic request history for demos and for measuring the dashboards at scale.
 
 Rows look like the gateway's own: a few heavy keys and a long tail, a daily cycle, each key
-mostly on one or two model versions, the error types the gateway answers with and the
+on one to three model versions, the error types the gateway answers with and the
 columns it fills for each (a 401 has no key row and no model, a 400 no model...), latencies
-per version with a long tail, costs from the versions' prices. PostgreSQL gets them by COPY
+per version with a long tail, costs from the versions' prices; chat calls to upstreams with
+retries and fallbacks now and then. PostgreSQL gets them by COPY
 (about 1M rows a minute on 2 cores); other databases by bulk INSERTs.
 """
 
@@ -15,33 +16,55 @@ from decimal import Decimal
 
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from gateway.models import APIKey, RequestLog
+from inference import pricing
 from inference.management.commands.bootstrap import PACKAGED_MODEL
-from inference.models import Backend, ModelVersion, Status, Task
+from inference.models import Backend, ModelVersion, Provider, Status, Task
 from observability import rollups
 
 DEMO_KEY_PREFIX = "demo-"
 _CHUNK = 50_000
 
+DEMO_PROVIDER = "demo-upstream"
 # Versions only the seeder creates, archived so nothing routes to them, priced so the cost
-# dashboards have something to show: (name, version, task, USD per 1k input tokens, per request).
+# dashboards have something to show: (name, version, task, USD per 1k input tokens, per 1k
+# output tokens, per request).
 _DEMO_VERSIONS = [
-    ("demo-sentiment", "distilbert-v1", Task.TEXT_CLASSIFICATION, "0.0004", "0.00002"),
-    ("demo-sentiment", "distilbert-v2", Task.TEXT_CLASSIFICATION, "0.0004", "0.00001"),
-    ("demo-topics", "minilm-topics-v1", Task.TEXT_CLASSIFICATION, "0.0010", "0.00005"),
-    ("demo-embeddings", "e5-large-v1", Task.EMBEDDINGS, "0.0020", "0"),
+    ("demo-sentiment", "distilbert-v1", Task.TEXT_CLASSIFICATION, "0.0004", "0", "0.00002"),
+    ("demo-sentiment", "distilbert-v2", Task.TEXT_CLASSIFICATION, "0.0004", "0", "0.00001"),
+    ("demo-topics", "minilm-topics-v1", Task.TEXT_CLASSIFICATION, "0.0010", "0", "0.00005"),
+    ("demo-embeddings", "e5-large-v1", Task.EMBEDDINGS, "0.0020", "0", "0"),
+    ("demo-chat", "small-v1", Task.CHAT, "0.00015", "0.0006", "0"),
+    ("demo-chat", "large-v1", Task.CHAT, "0.0025", "0.01", "0"),
 ]
-# Typical latency (median ms, spread) and input tokens (median) per task.
+# Typical latency (median ms, spread), input and output tokens (medians) and paths per task.
 _TASK_PROFILE = {
     Task.TEXT_CLASSIFICATION: {
         "latency_ms": 18.0,
         "sigma": 0.6,
         "tokens": 22,
+        "output_tokens": 0,
         "paths": ["/api/v1/predict", "/predict"],
     },
-    Task.EMBEDDINGS: {"latency_ms": 35.0, "sigma": 0.7, "tokens": 80, "paths": ["/api/v1/embeddings"]},
+    Task.EMBEDDINGS: {
+        "latency_ms": 35.0,
+        "sigma": 0.7,
+        "tokens": 80,
+        "output_tokens": 0,
+        "paths": ["/api/v1/embeddings"],
+    },
+    Task.CHAT: {
+        "latency_ms": 900.0,
+        "sigma": 0.7,
+        "tokens": 250,
+        "output_tokens": 120,
+        "paths": ["/v1/chat/completions"],
+    },
 }
+# Upstream calls: how often one is retried, and answered by a fallback version.
+_RETRY_SHARE, _FALLBACK_SHARE = 0.06, 0.03
 # (status, error type, share of requests); the rest succeed.
 _OUTCOMES = [
     (400, "invalid_request", 0.030),
@@ -71,6 +94,17 @@ _COLUMNS = (
     "output_tokens",
     "cost_usd",
     "cache_hit",
+    "input_price_per_1k",
+    "output_price_per_1k",
+    "price_missing",
+    "provider",
+    "attempts",
+    "route",
+    "fallback_used",
+    "routing_rule",
+    "ttft_ms",
+    "truncated",
+    "usage_estimated",
     "client_ip",
     "input_text",
 )
@@ -113,21 +147,35 @@ def _demo_keys(count: int) -> list[APIKey]:
 
 
 def _versions() -> list[ModelVersion]:
-    for name, version, task, per_1k, per_request in _DEMO_VERSIONS:
+    provider, _ = Provider.objects.get_or_create(
+        name=DEMO_PROVIDER,
+        # The discard port: the seeded versions are archived and never called.
+        defaults={"base_url": "http://127.0.0.1:9/v1", "timeout_s": 1.0},
+    )
+    for name, version, task, per_1k_in, per_1k_out, per_request in _DEMO_VERSIONS:
+        chat = task == Task.CHAT
         ModelVersion.objects.get_or_create(
             name=name,
             version=version,
             defaults={
                 "task": task,
-                "backend": Backend.TRANSFORMERS,
-                "source": PACKAGED_MODEL,
+                "backend": Backend.OPENAI if chat else Backend.TRANSFORMERS,
+                "source": "" if chat else PACKAGED_MODEL,
+                "provider": provider if chat else None,
+                "upstream_model": version if chat else "",
                 "status": Status.ARCHIVED,
-                "input_cost_per_1k": Decimal(per_1k),
+                "input_cost_per_1k": Decimal(per_1k_in),
+                "output_cost_per_1k": Decimal(per_1k_out),
                 "cost_per_request": Decimal(per_request),
                 "notes": "Synthetic: created by seedrequestlogs for demos; never served.",
             },
         )
-    return list(ModelVersion.objects.exclude(status=Status.DRAFT).order_by("name", "version"))
+    return list(
+        ModelVersion.objects.exclude(status=Status.DRAFT)
+        .filter(task__in=list(_TASK_PROFILE))
+        .select_related("provider")
+        .order_by("name", "version")
+    )
 
 
 class _Plan:
@@ -173,9 +221,17 @@ class _Plan:
         elif status == 403:
             routed = None
         tokens = max(1, int(rng.lognormvariate(0, 0.5) * profile["tokens"])) if status in (200, 500) else 0
+        output_tokens = int(rng.lognormvariate(0, 0.6) * profile["output_tokens"]) if status == 200 else 0
         cache_hit = status == 200 and rng.random() < _CACHE_HIT_SHARE
         latency = self._latency(version, status, cache_hit, profile)
-        cost = _cost(version, tokens) if status == 200 and not cache_hit else Decimal(0)
+        charged = status == 200 and not cache_hit
+        cost = _cost(version, tokens, output_tokens) if charged else Decimal(0)
+        upstream = routed is not None and version.provider_id is not None and not cache_hit
+        attempts = (1 + (rng.random() < _RETRY_SHARE) + (rng.random() < _RETRY_SHARE)) if upstream else 0
+        fallback = upstream and status == 200 and rng.random() < _FALLBACK_SHARE
+        if fallback:
+            attempts += 1
+        route = [f"{version}: ok" if status == 200 else f"{version}: failed"] if upstream else []
         return (
             str(uuid.UUID(int=rng.getrandbits(128), version=4)),
             created_at,
@@ -190,9 +246,20 @@ class _Plan:
             error_type,
             latency,
             tokens,
-            0,
+            output_tokens,
             cost,
             cache_hit,
+            version.input_cost_per_1k if charged else None,
+            version.output_cost_per_1k if charged else None,
+            False,
+            version.provider.name if upstream else "",
+            attempts,
+            route,
+            fallback,
+            "",
+            latency * rng.uniform(0.2, 0.5) if upstream and status == 200 else None,
+            False,
+            False,
             f"10.20.{key_index // 250}.{key_index % 250 + 1}",
             "",
         )
@@ -215,17 +282,17 @@ def _cumulative(weights: list[float]) -> list[float]:
     return out
 
 
-def _cost(version: ModelVersion, input_tokens: int) -> Decimal:
-    cost = version.cost_per_request + version.input_cost_per_1k * input_tokens / 1000
-    return cost.quantize(Decimal("0.00000001"))
+def _cost(version: ModelVersion, input_tokens: int, output_tokens: int) -> Decimal:
+    return pricing.cost_of(version, input_tokens, output_tokens).quantize(Decimal("0.00000001"))
 
 
 def _copy_rows(rows: list[tuple]) -> None:
     columns = ", ".join(_COLUMNS)
     sql = f"COPY {RequestLog._meta.db_table} ({columns}) FROM STDIN"
+    route = _COLUMNS.index("route")
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:
-            copy.write_row(row)
+            copy.write_row((*row[:route], Jsonb(row[route]), *row[route + 1 :]))
 
 
 def _bulk_create_rows(rows: list[tuple]) -> None:

@@ -38,6 +38,8 @@ class Stats:
     savings_usd: Decimal = _ZERO
     latency_sum_ms: float = 0.0
     latency_max_ms: float = 0.0
+    fallbacks: int = 0
+    upstream_attempts: int = 0
     latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKET_COLUMNS))
 
     def add(self, row: dict, saving_per_hit: Decimal) -> None:
@@ -50,13 +52,24 @@ class Stats:
         self.cost_usd += row["cost_usd"] or _ZERO
         self.savings_usd += (row["cache_hits"] or 0) * saving_per_hit
         self.latency_sum_ms += row["latency_sum_ms"] or 0.0
+        self.fallbacks += row["fallbacks"] or 0
+        self.upstream_attempts += row["upstream_attempts"] or 0
         self.latency_max_ms = max(self.latency_max_ms, row.get("latency_max_ms") or 0.0)
         if LATENCY_BUCKET_COLUMNS[0] in row:
             for index, column in enumerate(LATENCY_BUCKET_COLUMNS):
                 self.latency_buckets[index] += row[column] or 0
 
     def merge(self, other: "Stats") -> None:
-        for name in ("requests", "client_errors", "server_errors", "cache_hits", "input_tokens", "output_tokens"):
+        for name in (
+            "requests",
+            "client_errors",
+            "server_errors",
+            "cache_hits",
+            "input_tokens",
+            "output_tokens",
+            "fallbacks",
+            "upstream_attempts",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.cost_usd += other.cost_usd
         self.savings_usd += other.savings_usd
@@ -189,6 +202,8 @@ def _measures(latency: bool) -> dict:
         "output_tokens_": Sum("output_tokens"),
         "cost_usd_": Sum("cost_usd"),
         "latency_sum_ms_": Sum("latency_sum_ms"),
+        "fallbacks_": Sum("fallbacks"),
+        "upstream_attempts_": Sum("upstream_attempts"),
     }
     if latency:
         measures["latency_max_ms_"] = Max("latency_max_ms")

@@ -4,7 +4,8 @@ from django.core.management import call_command
 from django.test import Client
 from rest_framework.test import APIClient
 
-from tests.factories import APIKeyFactory, StaffUserFactory
+from tests.factories import APIKeyFactory, ProviderFactory, StaffUserFactory
+from tests.standin_upstream import StandinUpstream
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +48,26 @@ def staff_client(staff_user):
     client = Client()
     client.force_login(staff_user)
     return client
+
+
+@pytest.fixture(scope="session")
+def _standin_server():
+    server = StandinUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def standin(_standin_server, monkeypatch, settings):
+    """The stand-in provider, emptied for each test; retries back off briefly in tests."""
+    _standin_server.requests.clear()
+    _standin_server._scripts.clear()
+    monkeypatch.setenv("STANDIN_API_KEY", "sk-standin-secret")
+    settings.UPSTREAM_BACKOFF_INITIAL_S = 0.01
+    settings.UPSTREAM_BACKOFF_MAX_S = 0.05
+    return _standin_server
+
+
+@pytest.fixture
+def provider(standin, db):
+    return ProviderFactory(name="standin", base_url=standin.url)

@@ -1,9 +1,11 @@
+from decimal import Decimal
+
 import factory
 from django.contrib.auth import get_user_model
 
 from gateway.models import APIKey, RequestLog
 from inference.management.commands.bootstrap import PACKAGED_MODEL, SENTIMENT_PROTOTYPES
-from inference.models import Backend, ModelVersion, Status, Task
+from inference.models import Backend, ModelVersion, Provider, Status, Task
 
 
 class ModelVersionFactory(factory.django.DjangoModelFactory):
@@ -62,3 +64,28 @@ class StaffUserFactory(factory.django.DjangoModelFactory):
 
 
 STAFF_PASSWORD = "operator-password"
+
+
+class ProviderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Provider
+
+    name = factory.Sequence(lambda n: f"provider-{n}")
+    base_url = "http://127.0.0.1:9/v1"
+    api_key_env = "STANDIN_API_KEY"
+    timeout_s = 2.0
+    max_retries = 2
+
+
+class ChatVersionFactory(ModelVersionFactory):
+    name = "gpt"
+    task = Task.CHAT
+    backend = Backend.OPENAI
+    source = ""
+    labels = []
+    config = {}
+    provider = factory.SubFactory(ProviderFactory)
+    upstream_model = factory.LazyAttribute(lambda v: f"upstream-{v.version}")
+    status = Status.PRODUCTION
+    input_cost_per_1k = Decimal("0.001")
+    output_cost_per_1k = Decimal("0.002")

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -42,35 +43,50 @@ def http(method: str, url: str, body=None, headers=None, timeout=30):
 
 
 @contextmanager
+def serving(command: list[str], env: dict, ready_url: str, timeout_s=120):
+    """Run a server process until the block ends; its output goes to a file (a pipe nobody
+    reads would fill up and stall it) whose tail is shown if it fails to start."""
+    with tempfile.TemporaryFile() as output:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **env}, stdout=output, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    output.seek(0)
+                    raise RuntimeError(f"{command[2]} did not start: {output.read().decode()[-3000:]}")
+                try:
+                    if http("GET", ready_url, timeout=2)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.3)
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
 def gunicorn(env: dict, ready_path="/ready", timeout_s=120):
     """The gateway under gunicorn with the project's gunicorn.conf.py, as `make run` starts it."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "gateway.wsgi"],
-        cwd=ROOT,
-        env={**os.environ, **env, "BIND": f"127.0.0.1:{port}"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {process.stderr.read().decode()[-2000:]}")
-            try:
-                if http("GET", base + ready_path, timeout=2)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not become ready")
-            time.sleep(0.3)
+    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "gateway.wsgi"]
+    with serving(command, {**env, "BIND": f"127.0.0.1:{port}"}, base + ready_path, timeout_s):
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+
+
+def eventually(query, timeout_s=10.0):
+    """The first truthy result of `query()`: a streamed response's log row is written by the
+    server thread just after the last event reaches the client."""
+    deadline = time.monotonic() + timeout_s
+    while not (result := query()):
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+    return result

@@ -5,6 +5,7 @@ from decimal import Decimal
 import pytest
 
 from gateway.access_log import JsonFormatter
+from gateway.models import RequestLog
 
 pytestmark = pytest.mark.usefixtures("default_models")
 
@@ -44,7 +45,7 @@ def test_each_request_writes_one_json_line_with_its_outcome(authed, api_key, acc
     assert line["path"] == "/api/v1/predict"
     assert line["latency_ms"] > 0
     assert line["input_tokens"] > 0
-    assert Decimal(line["cost_usd"]) == 0
+    assert Decimal(line["cost_usd"]) == RequestLog.objects.get(request_id=line["request_id"]).cost_usd
     assert line["cache_hit"] is False
 
 

@@ -97,3 +97,18 @@ def test_request_log_is_read_only_and_lists_rows(operator, authed, default_model
     assert "/api/v1/predict" in listing.content.decode()
     assert detail.status_code == 200
     assert operator.get("/admin/gateway/requestlog/add/").status_code == 403
+
+
+def test_test_connection_lists_the_providers_models(operator, provider):
+    response = operator.post(
+        "/admin/inference/provider/", {"action": "test_connection", "_selected_action": [provider.pk]}, follow=True
+    )
+
+    assert "standin: reachable; models: standin" in response.content.decode().lower()
+
+
+def test_provider_secret_is_never_shown(operator, provider):
+    page = operator.get(f"/admin/inference/provider/{provider.pk}/change/").content.decode()
+
+    assert "STANDIN_API_KEY" in page
+    assert "sk-standin-secret" not in page

@@ -151,3 +151,22 @@ def test_editing_a_version_reloads_it_with_the_new_settings():
 
     assert second is not first
     assert second.max_batch_size == 2
+
+
+def test_gathered_inputs_run_in_groups_of_similar_length():
+    from inference.batching import _Item, by_length
+
+    texts = ["x" * n for n in (5, 200, 6, 7, 190, 8, 5, 210, 6, 180, 7, 9)]
+    groups = by_length([_Item(text=t, deadline=0) for t in texts])
+
+    lengths = [[len(item.text) for item in group] for group in groups]
+    # The short ones and the long ones: not one pass padded to 210, nor twelve passes.
+    assert lengths == [[5, 5, 6, 6, 7, 7, 8, 9], [180, 190, 200, 210]]
+
+
+def test_inputs_of_one_length_stay_in_one_pass():
+    from inference.batching import _Item, by_length
+
+    groups = by_length([_Item(text="y" * 40, deadline=0) for _ in range(32)])
+
+    assert [len(group) for group in groups] == [32]

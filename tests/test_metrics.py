@@ -13,9 +13,11 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.models import RequestLog
+from inference.breaker import Breaker
+from inference.models import FallbackChain, FallbackStep
 from observability import rollups
 from observability.tasks import refresh_rollups
-from tests.factories import APIKeyFactory, RequestLogFactory
+from tests.factories import APIKeyFactory, ChatVersionFactory, RequestLogFactory
 from tests.servers import ROOT, gunicorn, http, served_database_url
 
 _REQUEST_LABELS = ("endpoint", "model", "version", "variant", "status")
@@ -162,3 +164,61 @@ def _leave_stale_samples(directory) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)
     assert _worker_pids(directory)
+
+
+def _sample(name: str, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def chat_with_backup(provider):
+    gpt = ChatVersionFactory(name="gpt", version="a", provider=provider)
+    backup = ChatVersionFactory(name="gpt-backup", version="b", provider=provider)
+    FallbackStep.objects.create(chain=FallbackChain.objects.create(model_name="gpt"), position=1, version=backup)
+    return gpt, backup
+
+
+def test_upstream_retries_fallbacks_and_breaker_state_are_counted(authed, chat_with_backup, standin, settings):
+    gpt, _ = chat_with_backup
+    settings.BREAKER_FAILURE_THRESHOLD = 1
+    settings.BREAKER_COOLDOWN_S = 60
+    gpt.provider.max_retries = 1
+    gpt.provider.save()
+    standin.script("upstream-a", [{"status": 503}, {"status": 503}])
+    before = {
+        "retries": _sample("gateway_upstream_retries_total", model="gpt", version="a", reason="503"),
+        "fallbacks": _sample("gateway_fallbacks_total", model="gpt-backup", version="b"),
+        "tokens": _sample("gateway_tokens_total", model="gpt-backup", version="b", direction="output"),
+    }
+
+    response = authed.post(
+        "/v1/chat/completions", {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}, format="json"
+    )
+
+    assert response.status_code == 200
+    row = RequestLog.objects.get()
+    assert row.fallback_used and row.attempts == 3
+    assert _sample("gateway_upstream_retries_total", model="gpt", version="a", reason="503") - before["retries"] == 1
+    assert _sample("gateway_fallbacks_total", model="gpt-backup", version="b") - before["fallbacks"] == 1
+    assert _sample("gateway_circuit_breaker_open", model="gpt", version="a") == 1
+    output = _sample("gateway_tokens_total", model="gpt-backup", version="b", direction="output")
+    assert output - before["tokens"] == row.output_tokens > 0
+
+    Breaker(gpt.pk).record_success()  # a successful probe closes it
+    assert _sample("gateway_circuit_breaker_open", model="gpt", version="a") == 0
+
+
+def test_time_waiting_on_the_upstream_is_not_counted_as_gateway_overhead(authed, chat_with_backup, standin):
+    standin.script("upstream-a", [{"delay": 0.3}])
+    slow_overhead = "gateway_overhead_latency_seconds_bucket"
+    before = _sample(slow_overhead, endpoint="openai-chat", le="0.2")
+    total_before = _sample("gateway_overhead_latency_seconds_count", endpoint="openai-chat")
+
+    response = authed.post(
+        "/v1/chat/completions", {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}, format="json"
+    )
+
+    assert response.status_code == 200
+    assert RequestLog.objects.get().latency_ms >= 300
+    assert _sample("gateway_overhead_latency_seconds_count", endpoint="openai-chat") - total_before == 1
+    assert _sample(slow_overhead, endpoint="openai-chat", le="0.2") - before == 1  # under 200 ms

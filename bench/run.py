@@ -1,0 +1,224 @@
+"""`make bench`: the gateway under load, started the way production runs it.
+
+Runs the gateway under gunicorn (gunicorn.conf.py, the `make run` settings) on PostgreSQL
+and Redis, loads it with wrk from a separate process, and reports per scenario requests/s,
+p50, p99 and errors, plus ratios measured in this same run (docs/benchmarks.md explains them).
+Writes bench/results/latest.json and prints a table.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.update(
+    DJANGO_SETTINGS_MODULE="gateway.settings",
+    DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/gateway_bench"),
+    REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"),
+)
+SENTENCES = Path(os.environ.get("BENCH_SENTENCES", ROOT.parent / "shared/data/sst2/train.tsv"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
+SLICE = 5000  # sentences per classification scenario: more than one run can send, none repeated
+
+import django  # noqa: E402
+
+from tests.servers import free_port, gunicorn, http, serving  # noqa: E402
+
+
+def main() -> None:
+    _create_database()
+    django.setup()
+    from django.core.cache import cache
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    call_command("bootstrap", verbosity=0)
+    cache.clear()
+    sentences = _sentences()
+    results = {"machine": {"cores": os.cpu_count(), "python": sys.version.split()[0]}, "seconds": SECONDS}
+    results["raw_model"] = _raw_model_throughput(sentences[:2048])
+    print(f"raw model, batches of 32 in file order: {results['raw_model']['sentences_per_s']:.1f} sentences/s")
+
+    slow_port, fast_port = free_port(), free_port()
+    standin = [sys.executable, "-m", "tests.standin_upstream", "--port"]
+    with (
+        serving([*standin, str(slow_port), "--delay", "0.5"], {}, f"http://127.0.0.1:{slow_port}/v1/models"),
+        serving([*standin, str(fast_port)], {}, f"http://127.0.0.1:{fast_port}/v1/models"),
+        tempfile.TemporaryDirectory() as scratch,
+    ):
+        key = _setup_rows(slow_port, fast_port)
+        scratch = Path(scratch)
+        classify = [_bodies(scratch / f"classify{i}", sentences[i * SLICE : (i + 1) * SLICE]) for i in range(3)]
+        chat_slow = _chat_bodies(scratch / "chat-slow", "bench-slow")
+        chat_fast = _chat_bodies(scratch / "chat-fast", "bench-fast")
+        scenarios = results["scenarios"] = {}
+
+        with gunicorn({}) as base:
+            _warm(base, key)
+            scenarios["classify_c32"] = _wrk(base + "/api/v1/predict", classify[0], key, 32)
+            scenarios["chat_slow_c256"] = _wrk(base + "/v1/chat/completions", chat_slow, key, 256)
+            scenarios["chat_fast_c1"] = _wrk(base + "/v1/chat/completions", chat_fast, key, 1, threads=1)
+            _set_batch_size(1)
+            _warm(base, key)
+            scenarios["classify_unbatched_c32"] = _wrk(base + "/api/v1/predict", classify[1], key, 32)
+            _set_batch_size(32)
+        with gunicorn({"GATEWAY_REQUEST_LOG_ENABLED": "false"}) as base:
+            _warm(base, key)
+            scenarios["classify_c32_log_off"] = _wrk(base + "/api/v1/predict", classify[2], key, 32)
+        slow_url = f"http://127.0.0.1:{slow_port}/v1/chat/completions"
+        fast_url = f"http://127.0.0.1:{fast_port}/v1/chat/completions"
+        scenarios["standin_slow_direct_c256"] = _wrk(slow_url, chat_slow, key, 256)
+        scenarios["standin_fast_direct_c1"] = _wrk(fast_url, chat_fast, key, 1, threads=1)
+
+    results["ratios"] = _ratios(results)
+    out = ROOT / "bench/results/latest.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    _print_table(results)
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+
+
+def _create_database() -> None:
+    import psycopg
+
+    name = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
+    with psycopg.connect("postgres://root@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _sentences() -> list[str]:
+    with SENTENCES.open() as lines:
+        next(lines)  # header
+        return [line.split("\t")[0].strip() for line in lines if line.strip()]
+
+
+def _raw_model_throughput(sentences: list[str]) -> dict:
+    """The backend the gateway serves, called in-process on batches of 32 in file order."""
+    import torch
+
+    from inference.backends import load_runner
+    from inference.models import ModelVersion
+
+    torch.set_num_threads(os.cpu_count())
+    classify = load_runner(ModelVersion.objects.get(name="sentiment", status="production"))
+    classify(sentences[:32])  # warm-up
+    started = time.perf_counter()
+    for start in range(0, len(sentences), 32):
+        classify(sentences[start : start + 32])
+    elapsed = time.perf_counter() - started
+    return {"sentences": len(sentences), "seconds": elapsed, "sentences_per_s": len(sentences) / elapsed}
+
+
+def _setup_rows(slow_port: int, fast_port: int) -> str:
+    from gateway.models import APIKey
+    from inference.models import Backend, ModelVersion, Provider, Status, Task
+
+    for name, port in (("bench-slow", slow_port), ("bench-fast", fast_port)):
+        provider, _ = Provider.objects.update_or_create(
+            name=name, defaults={"base_url": f"http://127.0.0.1:{port}/v1", "timeout_s": 10, "max_retries": 0}
+        )
+        version, _ = ModelVersion.objects.update_or_create(
+            name=name,
+            version="1",
+            defaults={
+                "task": Task.CHAT, "backend": Backend.OPENAI, "provider": provider, "upstream_model": name,
+                "input_cost_per_1k": "0.001", "output_cost_per_1k": "0.002",
+            },
+        )  # fmt: skip
+        if version.status != Status.PRODUCTION:
+            version.promote()
+    _set_batch_size(32)
+    return APIKey.objects.create_key(name=f"bench-{int(time.time())}")[1]
+
+
+def _set_batch_size(size: int) -> None:
+    from inference.models import ModelVersion
+
+    version = ModelVersion.objects.get(name="sentiment", status="production")
+    version.max_batch_size = size
+    version.save()  # every worker reloads the version on its next request
+
+
+def _bodies(path: Path, sentences: list[str]) -> Path:
+    path.write_text("".join(json.dumps({"text": s}) + "\n" for s in sentences))
+    return path
+
+
+def _chat_bodies(path: Path, model: str) -> Path:
+    bodies = [{"model": model, "messages": [{"role": "user", "content": f"question {i}"}]} for i in range(1000)]
+    path.write_text("".join(json.dumps(b) + "\n" for b in bodies))
+    return path
+
+
+def _warm(base: str, key: str) -> None:
+    """Each worker loads its models at start; this also reloads edited versions everywhere."""
+    for _ in range(20):
+        http("POST", base + "/api/v1/predict", {"text": "warm up"}, {"X-API-Key": key})
+
+
+def _wrk(url: str, bodies: Path, key: str, connections: int, threads: int = 2) -> dict:
+    threads = min(threads, connections)
+    command = [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{SECONDS}s", "--timeout", "10s",
+        "-s", str(ROOT / "bench/wrk/post_lines.lua"), url, "--", str(bodies),
+    ]  # fmt: skip
+    env = {**os.environ, "WRK_API_KEY": key, "WRK_THREADS": str(threads)}
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    stats = json.loads(re.search(r"WRK_JSON (\{.*\})", output).group(1))
+    result = {
+        "connections": connections,
+        "requests_per_s": stats["requests"] / (stats["duration_us"] / 1e6),
+        "p50_ms": stats["p50_us"] / 1000,
+        "p99_ms": stats["p99_us"] / 1000,
+        "errors": stats["non_2xx"] + stats["socket_errors"],
+        "requests": stats["requests"],
+    }
+    print(f"{url} c={connections}: {result['requests_per_s']:.1f} req/s, p50 {result['p50_ms']:.1f} ms, "
+          f"p99 {result['p99_ms']:.1f} ms, errors {result['errors']}", flush=True)  # fmt: skip
+    return result
+
+
+def _ratios(results: dict) -> dict:
+    s = results["scenarios"]
+    rps = {name: scenario["requests_per_s"] for name, scenario in s.items()}
+    ideal_slow = 256 / 0.5
+    return {
+        "classify_vs_raw": rps["classify_c32"] / results["raw_model"]["sentences_per_s"],
+        "classify_vs_unbatched": rps["classify_c32"] / rps["classify_unbatched_c32"],
+        "slow_backend_vs_ideal": rps["chat_slow_c256"] / ideal_slow,
+        "logging_on_vs_off": rps["classify_c32"] / rps["classify_c32_log_off"],
+        "overhead_ms_p50": s["chat_fast_c1"]["p50_ms"] - s["standin_fast_direct_c1"]["p50_ms"],
+        "standin_direct_vs_ideal": rps["standin_slow_direct_c256"] / ideal_slow,
+    }
+
+
+TARGETS = {
+    "classify_vs_raw": ">= 1.0",
+    "classify_vs_unbatched": ">= 2.5",
+    "slow_backend_vs_ideal": ">= 0.9",
+    "logging_on_vs_off": ">= 0.9",
+    "overhead_ms_p50": "<= 3 ms",
+    "standin_direct_vs_ideal": "(reference: the stand-in alone)",
+}
+
+
+def _print_table(results: dict) -> None:
+    print(f"\nmachine: {results['machine']['cores']} cores; {results['seconds']} s per scenario")
+    print(f"\n{'scenario':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for name, s in results["scenarios"].items():
+        print(f"{name:<28}{s['requests_per_s']:>10.1f}{s['p50_ms']:>10.1f}{s['p99_ms']:>10.1f}{s['errors']:>8}")
+    print(f"{'raw model (batches of 32)':<28}{results['raw_model']['sentences_per_s']:>10.1f}")
+    print(f"\n{'ratio':<28}{'value':>10}  target")
+    for name, value in results["ratios"].items():
+        print(f"{name:<28}{value:>10.2f}  {TARGETS[name]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""A circuit breaker per upstream version, its state in the shared cache (Redis in production).
+
+Closed: calls pass; failures are counted in a window. At the threshold it opens: calls skip the
+version until the cooldown ends, then one probe call at a time is let through (half-open); a
+successful probe closes it, a failed one reopens it. Every process sees the same state, so a
+failing upstream is skipped everywhere at once. If the cache itself fails, calls pass: the
+breaker protects the upstream, it must not become an outage of its own.
+"""
+
+import logging
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+from gateway import metrics
+
+logger = logging.getLogger(__name__)
+
+
+class Breaker:
+    def __init__(self, version_pk: int):
+        self._version_pk = version_pk
+        prefix = f"breaker:{version_pk}"
+        self._failures, self._opened_at, self._probe = f"{prefix}:failures", f"{prefix}:opened", f"{prefix}:probe"
+
+    def state(self) -> str:
+        opened_at = self._get(self._opened_at)
+        if opened_at is None:
+            return "closed"
+        return "open" if time.time() < opened_at + settings.BREAKER_COOLDOWN_S else "half-open"
+
+    def allow(self) -> bool:
+        state = self.state()
+        if state == "closed":
+            return True
+        if state == "open":
+            return False
+        # Half-open: the first caller to claim the probe goes; the rest keep skipping.
+        return self._safely(lambda: cache.add(self._probe, 1, timeout=max(1, int(settings.BREAKER_COOLDOWN_S))), True)
+
+    def record_success(self) -> None:
+        if self.state() != "closed" or self._get(self._failures):
+            was_open = self._get(self._opened_at) is not None
+            self._safely(lambda: cache.delete_many([self._failures, self._opened_at, self._probe]), None)
+            if was_open:
+                self._report(is_open=False)
+
+    def record_failure(self) -> None:
+        def _count():
+            if cache.get(self._opened_at) is not None:  # the probe failed
+                self._open()
+                return
+            cache.add(self._failures, 0, timeout=settings.BREAKER_WINDOW_S)
+            if cache.incr(self._failures) >= settings.BREAKER_FAILURE_THRESHOLD:
+                self._open()
+
+        self._safely(_count, None)
+
+    def _open(self) -> None:
+        cache.set(self._opened_at, time.time(), timeout=None)
+        cache.delete_many([self._probe, self._failures])
+        logger.warning("Circuit breaker %s opened for %.0fs", self._opened_at, settings.BREAKER_COOLDOWN_S)
+        self._report(is_open=True)
+
+    def _report(self, *, is_open: bool) -> None:
+        """The state for Prometheus (gateway_circuit_breaker_open), on each transition only."""
+        from inference.models import ModelVersion
+
+        try:
+            names = ModelVersion.objects.filter(pk=self._version_pk).values_list("name", "version").first()
+            if names:
+                metrics.BREAKER_OPEN.labels(*names).set(1 if is_open else 0)
+        except Exception:
+            logger.warning("Could not report breaker %s to the metrics", self._opened_at, exc_info=True)
+
+    def _get(self, key):
+        return self._safely(lambda: cache.get(key), None)
+
+    @staticmethod
+    def _safely(operation, default):
+        try:
+            return operation()
+        except Exception:
+            logger.warning("Circuit breaker state unavailable; letting the call through", exc_info=True)
+            return default

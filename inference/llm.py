@@ -1,0 +1,187 @@
+"""The request path for upstream versions: route, try each candidate under its circuit
+breaker with retries, pass the JSON through, and cost the answer from its `usage`."""
+
+import itertools
+import json
+import logging
+import time
+from collections.abc import Iterator
+from functools import partial
+
+import urllib3
+from rest_framework.exceptions import PermissionDenied, ValidationError
+
+from gateway import metrics
+from gateway.context import RequestContext
+from gateway.db import release_connection
+from gateway.errors import ModelNotFound, UpstreamFailed, UpstreamUnavailable
+from inference import pricing, routing, upstream
+from inference.breaker import Breaker
+from inference.models import ModelVersion, Task
+
+logger = logging.getLogger(__name__)
+
+
+def chat(ctx: RequestContext, body: dict, *, prompt: str) -> bytes:
+    """A non-streaming chat completion: the upstream's JSON body, as it sent it."""
+    return _first_success(ctx, body, task=Task.CHAT, path="/chat/completions", prompt=prompt, stream=False)
+
+
+def chat_stream(ctx: RequestContext, body: dict, *, prompt: str) -> Iterator[bytes]:
+    """A streaming chat completion as SSE bytes.
+
+    Failures before the first event are retried or fall back like any call; the status is
+    decided only once an upstream has started answering. A stream that breaks later ends
+    with an SSE error event and the log row is marked truncated.
+    """
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    # Always ask for usage: the cost is needed whether or not the client wants it.
+    upstream_body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+    response, lines, version = _first_success(
+        ctx, upstream_body, task=Task.CHAT, path="/chat/completions", prompt=prompt, stream=True
+    )
+    return _relay(ctx, version, response, lines, wants_usage, prompt)
+
+
+def remote_embeddings(ctx: RequestContext, body: dict) -> bytes:
+    return _first_success(ctx, body, task=Task.EMBEDDINGS, path="/embeddings", prompt="", stream=False)
+
+
+def _first_success(ctx, body, *, task, path, prompt, stream):
+    model_ref = body["model"]
+    ctx.model_name = model_ref.partition(":")[0]
+    if not ctx.api_key.allows_model(ctx.model_name):
+        raise PermissionDenied(f"This API key may not use the model '{ctx.model_name}'.")
+    versions, rule = routing.candidates(model_ref, task=task, prompt=prompt, max_tokens=body.get("max_tokens"))
+    if not versions:
+        raise ModelNotFound(f"No {task} model '{model_ref}' is being served.")
+    if rule:
+        ctx.routing_rule = rule.name
+    release_connection()
+    all_open = True
+    for position, version in enumerate(versions):
+        breaker = Breaker(version.pk)
+        if not breaker.allow():
+            ctx.route.append(f"{version}: skipped, circuit open")
+            continue
+        all_open = False
+        ctx.set_version(version)
+        ctx.provider = version.provider.name
+        payload = json.dumps({**body, "model": version.upstream_model}).encode()
+        started = time.perf_counter()
+        try:
+            result = upstream.with_retries(
+                version.provider,
+                partial(_attempt, ctx, version, path, payload, stream),
+                on_retry=partial(_count_retry, version),
+            )
+        except upstream.UpstreamRejected as exc:
+            ctx.route.append(f"{version}: rejected the request")
+            raise ValidationError({"upstream": [str(exc)]}) from exc
+        except upstream.UpstreamError as exc:
+            breaker.record_failure()
+            ctx.route.append(f"{version}: {exc}")
+            logger.warning("Upstream version %s failed: %s", version, exc)
+            continue
+        finally:
+            # Attempts and backoff waits are the upstream's share of the latency, not the gateway's.
+            ctx.inference_ms += (time.perf_counter() - started) * 1000
+        breaker.record_success()
+        ctx.route.append(f"{version}: ok")
+        ctx.fallback_used = position > 0
+        if stream:
+            return (*result, version)
+        _charge_from_usage(ctx, version, json.loads(result).get("usage"))
+        return result
+    if all_open:
+        raise UpstreamUnavailable()
+    raise UpstreamFailed()
+
+
+def _attempt(ctx: RequestContext, version: ModelVersion, path: str, payload: bytes, stream: bool):
+    ctx.attempts += 1
+    response = upstream.post(version.provider, path, payload, stream=stream)
+    if not stream:
+        return response.data
+    # Read up to the first event now, so that a failure before the first byte can be retried.
+    # One line iterator throughout: it buffers the rest of the chunk it has read.
+    lines = iter(response)
+    first_lines = []
+    try:
+        for line in lines:
+            first_lines.append(line)
+            if line.startswith(b"data:"):
+                ctx.ttft_ms = (time.perf_counter() - ctx.started) * 1000
+                return response, itertools.chain(first_lines, lines)
+    except urllib3.exceptions.HTTPError as exc:
+        raise upstream.UpstreamError(f"{version.provider}: stream broke before its first event") from exc
+    raise upstream.UpstreamError(f"{version.provider}: stream ended before its first event")
+
+
+def _count_retry(version: ModelVersion, error: Exception) -> None:
+    reason = str(error.status) if getattr(error, "status", None) else "connection"
+    metrics.UPSTREAM_RETRIES.labels(version.name, version.version, reason).inc()
+
+
+def _relay(ctx, version, response, lines, wants_usage, prompt) -> Iterator[bytes]:
+    usage = None
+    content_chunks = 0
+    started = time.perf_counter()
+    try:
+        finished = False
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            finished = data == b"[DONE]"
+            if finished and usage is None:
+                # Some engines (llama.cpp's server) ignore include_usage: estimate, and say so.
+                usage = _estimated_usage(prompt, content_chunks)
+                ctx.usage_estimated = True
+                if wants_usage:
+                    chunk = {"object": "chat.completion.chunk", "choices": [], "usage": usage}
+                    yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            elif not finished:
+                chunk = json.loads(data)
+                if any(choice.get("delta", {}).get("content") for choice in chunk.get("choices") or ()):
+                    content_chunks += 1
+                if chunk.get("usage"):
+                    usage = chunk["usage"]
+                    if not wants_usage and not chunk.get("choices"):
+                        continue  # the usage-only chunk the client did not ask for
+            yield b"data: " + data + b"\n\n"
+        if not finished:
+            raise upstream.UpstreamError(f"{version.provider}: stream ended without [DONE]")
+    except (urllib3.exceptions.HTTPError, ValueError, upstream.UpstreamError) as exc:
+        ctx.truncated = True
+        ctx.error_type = "upstream_stream_broken"
+        Breaker(version.pk).record_failure()
+        logger.warning("Stream from %s broke after its first event: %s", version, exc)
+        error = {
+            "error": {
+                "type": "upstream_stream_broken",
+                "message": "The upstream stream broke; the answer is incomplete.",
+                "request_id": str(ctx.request_id),
+            }
+        }
+        yield b"data: " + json.dumps(error).encode() + b"\n\n"
+    finally:
+        response.release_conn()
+        ctx.inference_ms += (time.perf_counter() - started) * 1000  # relaying is waiting on the upstream
+        _charge_from_usage(ctx, version, usage or _estimated_usage(prompt, content_chunks))
+
+
+def _estimated_usage(prompt: str, content_chunks: int) -> dict:
+    """Token counts when the upstream reports none: one token per streamed content chunk
+    (how OpenAI-style engines stream), about four characters per prompt token."""
+    prompt_tokens = max(1, len(prompt) // 4)
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": content_chunks,
+        "total_tokens": prompt_tokens + content_chunks,
+    }
+
+
+def _charge_from_usage(ctx: RequestContext, version: ModelVersion, usage: dict | None) -> None:
+    usage = usage or {}
+    pricing.charge(ctx, version, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))

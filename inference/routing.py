@@ -1,0 +1,32 @@
+"""Which versions may serve a request, in the order to try them."""
+
+from inference import registry
+from inference.models import FallbackStep, ModelVersion, RoutingRule, Status
+
+
+def candidates(
+    model_ref: str, *, task: str, prompt: str = "", max_tokens: int | None = None
+) -> tuple[list[ModelVersion], RoutingRule | None]:
+    """The version to try first (pinned, chosen by a routing rule, or production), then its fallbacks."""
+    name = model_ref.partition(":")[0]
+    rule = None
+    if ":" in model_ref:
+        primary = registry.resolve(model_ref, task=task)
+    else:
+        rule = next(
+            (
+                r
+                for r in RoutingRule.objects.filter(model_name=name, enabled=True).select_related("target__provider")
+                if r.matches(prompt, max_tokens)
+            ),
+            None,
+        )
+        primary = rule.target if rule else registry.resolve(name, task=task)
+    fallbacks = [
+        step.version
+        for step in FallbackStep.objects.filter(chain__model_name=name, version__task=task)
+        .exclude(version__status=Status.ARCHIVED)
+        .select_related("version__provider")
+    ]
+    ordered = ([primary] if primary else []) + fallbacks
+    return list(dict.fromkeys(ordered)), rule
