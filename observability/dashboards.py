@@ -16,6 +16,9 @@ from observability.filters import Filters
 from observability.rollups import floor_day
 from observability.selectors import Stats
 
+_QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+_TOP = 10
+
 
 def _count(value) -> str:
     return str(int(value))
@@ -238,10 +241,6 @@ def overview(filters: Filters) -> Page:
     )
 
 
-_QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
-_TOP = 10
-
-
 def cost(filters: Filters) -> Page:
     # A few small GROUP BYs rather than one detailed one regrouped here: each returns tens
     # or hundreds of rows, whatever the traffic.
@@ -252,7 +251,7 @@ def cost(filters: Filters) -> Page:
     by_version = _by_cost(selectors.grouped(filters, ("model_name", "version"), latency=False))
     totals = selectors.total(stats for _, stats in by_time)
     names = _key_names(group[0] for group, _ in by_key)
-    models = [group[0] for group, _ in by_model]
+    charged_models = [group[0] for group, stats in by_model if stats.cost_usd]
     starts = selectors.buckets(filters)
 
     def share(row) -> float:
@@ -281,7 +280,7 @@ def cost(filters: Filters) -> Page:
                         "label": model or "(none)",
                         "data": [float(per_time_model.get((start, model), Stats()).cost_usd) for start in starts],
                     }
-                    for model in models
+                    for model in charged_models
                 ],
                 stacked=True,
                 y_title="USD",

@@ -13,7 +13,9 @@
     });
     const horizontal = spec.horizontal;
     const valueAxis = { beginAtZero: true, stacked: spec.stacked, title: { display: !!spec.yTitle, text: spec.yTitle } };
-    const labelAxis = { stacked: spec.stacked, ticks: { autoSkip: true, maxRotation: 0 } };
+    // Time axes skip labels to fit; a few named bars (versions, keys) keep every label.
+    const many = spec.labels.length > 20;
+    const labelAxis = { stacked: spec.stacked, ticks: { autoSkip: many, maxRotation: many ? 0 : 30 } };
     new Chart(canvas, {
       type: spec.kind,
       data: { labels: spec.labels, datasets: datasets },
