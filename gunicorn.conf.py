@@ -57,3 +57,10 @@ def post_worker_init(worker):
     from inference import pool
 
     pool.warm_up()
+
+
+def worker_exit(server, worker):
+    """Finish the shadow answers and guardrail checks this worker accepted before it goes."""
+    from experiments import background
+
+    background.shutdown()

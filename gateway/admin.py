@@ -1,26 +1,116 @@
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.utils import timezone
+from django.utils.html import format_html
 
-from gateway.models import APIKey, RequestLog
+from gateway import usage
+from gateway.models import APIKey, AuditEvent, BudgetAlert, RequestLog, Team
+
+_LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "budget_usd", "budget_period", "budget_alert_percent")
+
+
+def _rate(used, limit) -> str:
+    if limit is None:
+        return "no limit"
+    return f"{'?' if used is None else used} / {limit}"
+
+
+def _budget(current: usage.Usage) -> str:
+    if current.budget_usd is None:
+        return "no budget" if current.spent_usd is None else f"{current.spent_usd:.4f} USD (no budget)"
+    text = f"{current.spent_usd:.4f} / {current.budget_usd:.4f} USD ({current.budget_share:.0%})"
+    if current.past_alert:
+        return format_html(
+            '<strong style="color:#ba2121">{} — past the {}% alert</strong>', text, current.alert_percent
+        )
+    return text
+
+
+@admin.register(Team)
+class TeamAdmin(admin.ModelAdmin):
+    list_display = ("name", "requests_per_minute", "tokens_per_minute", "budget_use", "budget_period", "keys")
+    search_fields = ("name",)
+    readonly_fields = ("spend_this_period", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "created_at", "updated_at")}),
+        (
+            "Limits and budget",
+            {
+                "fields": (*_LIMIT_FIELDS, "spend_this_period"),
+                "description": "Rate limits here are the defaults of the team's keys; the budget caps the "
+                "spend of all its keys together. Changes apply from the next request, in every process.",
+            },
+        ),
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(key_count=Count("api_keys"))
+
+    @admin.display(description="Spend this period")
+    def budget_use(self, obj):
+        return _budget(usage.team_usage(obj))
+
+    @admin.display(description="Spend this period")
+    def spend_this_period(self, obj):
+        return _budget(usage.team_usage(obj, unbudgeted_spend=True)) if obj.pk else "—"
+
+    @admin.display(description="Keys", ordering="key_count")
+    def keys(self, obj):
+        return obj.key_count
 
 
 @admin.register(APIKey)
 class APIKeyAdmin(admin.ModelAdmin):
-    list_display = ("name", "key_prefix", "owner", "state", "expires_at", "last_used_at", "created_at")
-    list_filter = ("is_active", ("revoked_at", admin.EmptyFieldListFilter), "created_at")
-    search_fields = ("name", "prefix", "owner__username")
-    readonly_fields = ("key_prefix", "created_at", "last_used_at", "revoked_at")
-    fields = (
+    list_display = (
         "name",
+        "key_prefix",
+        "team",
         "owner",
-        "is_active",
-        "expires_at",
-        "allowed_endpoints",
-        "allowed_models",
+        "state",
+        "requests_this_minute",
+        "tokens_this_minute",
+        "budget_use",
+        "last_used_at",
+    )
+    list_filter = ("is_active", ("revoked_at", admin.EmptyFieldListFilter), "team", "created_at")
+    list_select_related = ("team", "owner")
+    search_fields = ("name", "prefix", "owner__username", "team__name")
+    readonly_fields = (
         "key_prefix",
         "created_at",
         "last_used_at",
         "revoked_at",
+        "requests_this_minute",
+        "tokens_this_minute",
+        "spend_this_period",
+    )
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "name",
+                    "team",
+                    "owner",
+                    "is_active",
+                    "expires_at",
+                    "allowed_endpoints",
+                    "allowed_models",
+                    "key_prefix",
+                    "created_at",
+                    "last_used_at",
+                    "revoked_at",
+                )
+            },
+        ),
+        (
+            "Limits and budget",
+            {
+                "fields": (*_LIMIT_FIELDS, "requests_this_minute", "tokens_this_minute", "spend_this_period"),
+                "description": "Empty rate limits take the team's, else the global default. The key's budget "
+                "and its team's are separate caps; a request must fit both.",
+            },
+        ),
     )
     actions = ["revoke_keys"]
 
@@ -32,6 +122,35 @@ class APIKeyAdmin(admin.ModelAdmin):
     def state(self, obj):
         reason = obj.refusal_reason()
         return "usable" if reason is None else reason.removeprefix("This API key ").removesuffix(".")
+
+    @admin.display(description="Requests this minute")
+    def requests_this_minute(self, obj):
+        if not obj.pk:
+            return "—"
+        current = self._usage(obj)
+        return _rate(current.requests_this_minute, current.requests_per_minute)
+
+    @admin.display(description="Tokens this minute")
+    def tokens_this_minute(self, obj):
+        if not obj.pk:
+            return "—"
+        current = self._usage(obj)
+        return _rate(current.tokens_this_minute, current.tokens_per_minute)
+
+    @admin.display(description="Spend this period")
+    def budget_use(self, obj):
+        return _budget(self._usage(obj))
+
+    @admin.display(description="Spend this period")
+    def spend_this_period(self, obj):
+        return _budget(usage.key_usage(obj, unbudgeted_spend=True)) if obj.pk else "—"
+
+    @staticmethod
+    def _usage(obj) -> usage.Usage:
+        # Three columns read it; one lookup per row and page.
+        if not hasattr(obj, "_usage"):
+            obj._usage = usage.key_usage(obj)
+        return obj._usage
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -68,10 +187,12 @@ class RequestLogAdmin(admin.ModelAdmin):
         "output_tokens",
         "cost_usd",
         "cache_hit",
+        "variant",
+        "cost_saved_usd",
     )
     list_filter = (
-        "status_code", "endpoint", "model_name", "provider", "error_type", "cache_hit", "fallback_used", "truncated",
-        "price_missing",
+        "status_code", "endpoint", "model_name", "team", "provider", "error_type", "cache_hit", "fallback_used",
+        "truncated", "price_missing", "variant", ("shadow_of", admin.EmptyFieldListFilter),
     )  # fmt: skip
     search_fields = ("=request_id", "=key_prefix")
     date_hierarchy = "created_at"
@@ -92,5 +213,39 @@ class RequestLogAdmin(admin.ModelAdmin):
         return [field.name for field in self.model._meta.fields]
 
 
+@admin.register(BudgetAlert)
+class BudgetAlertAdmin(admin.ModelAdmin):
+    """Read-only: alerts are raised by traffic (gateway/budgets.py), once per owner and period."""
+
+    list_display = ("created_at", "api_key", "team", "period_start", "threshold_percent", "spent_usd", "budget_usd")
+    list_filter = ("team", "period_start")
+    list_select_related = ("api_key", "team")
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 admin.site.site_header = "AI Gateway administration"
 admin.site.index_title = f"Operations ({timezone.get_current_timezone_name()})"
+
+
+class AuditEventInline(admin.TabularInline):
+    """Read-only history of a version or an experiment; subclasses set fk_name."""
+
+    model = AuditEvent
+    fields = ("created_at", "actor", "action", "message")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    verbose_name = "history entry"
+    verbose_name_plural = "history (promotions, archives, experiments, weight changes)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -10,6 +10,7 @@ class RequestContext:
 
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
     started: float = field(default_factory=time.perf_counter)
+    endpoint: str = ""
     api_key: object | None = None  # gateway.models.APIKey
     key_prefix: str = ""
     model_version: object | None = None  # inference.models.ModelVersion
@@ -18,6 +19,7 @@ class RequestContext:
     output_tokens: int = 0
     cost_usd: Decimal = Decimal("0")
     cache_hit: bool = False
+    cost_saved_usd: Decimal = Decimal("0")  # a cache hit's cost had the model run
     error_type: str = ""
     input_text: str = ""
     # Time spent waiting on a model or upstream; the rest of the latency is the gateway's own.
@@ -33,6 +35,13 @@ class RequestContext:
     ttft_ms: float | None = None
     usage_estimated: bool = False
     truncated: bool = False
+    output_label: str = ""
+    experiment: object | None = None  # experiments.models.Experiment
+    variant: str = ""
+    unit: str = ""  # a digest of the experiment unit, never the raw user id
+    shadow_of: uuid.UUID | None = None
+    # Headers the steps want on the response whatever its status (e.g. X-RateLimit-*).
+    response_headers: dict[str, str] = field(default_factory=dict)
 
     def set_key(self, key) -> None:
         self.api_key = key

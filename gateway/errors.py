@@ -4,7 +4,6 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
-from rest_framework.views import exception_handler as drf_exception_handler
 
 _TYPES = [
     (exceptions.ValidationError, "invalid_request"),
@@ -54,6 +53,26 @@ class UpstreamUnavailable(exceptions.APIException):
     error_type = "upstream_unavailable"
 
 
+class RateLimited(exceptions.Throttled):
+    """429; DRF's handler turns `wait` into Retry-After."""
+
+    error_type = "rate_limited"
+
+
+class BudgetExceeded(exceptions.APIException):
+    status_code = status.HTTP_402_PAYMENT_REQUIRED
+    default_detail = "The budget for this period is spent."
+    error_type = "budget_exceeded"
+
+
+class LimitsUnavailable(exceptions.APIException):
+    """Redis is unreachable and the operator chose to fail closed."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Usage limits cannot be checked right now; retry shortly."
+    error_type = "limits_unavailable"
+
+
 def error_body(error_type: str, message: str, request, fields=None) -> dict:
     """The error envelope; `code` and `param` make it OpenAI's shape as well, for its SDKs."""
     ctx = getattr(request, "ctx", None)
@@ -86,6 +105,10 @@ def _type_of(exc: exceptions.APIException) -> str:
 
 def exception_handler(exc, context):
     """DRF's handler, with every error rendered in the gateway's shape."""
+    # Imported here: loading rest_framework.views loads the throttle classes, which raise
+    # this module's errors (gateway/rate_limits.py), so a module-level import is circular.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif isinstance(exc, Http404):

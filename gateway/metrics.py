@@ -91,8 +91,7 @@ def observe_request(ctx, *, endpoint: str, status_code: int, latency_ms: float) 
     """Count one answered request; `ctx` is its gateway.context.RequestContext."""
     version = ctx.model_version
     model, version_name = (version.name, version.version) if version is not None else ("", "")
-    # Experiments (issue 6) set ctx.variant; until then every request is outside any variant.
-    variant = getattr(ctx, "variant", "") or ""
+    variant = ctx.variant
     REQUESTS.labels(endpoint, model, version_name, variant, str(status_code)).inc()
     if ctx.error_type:
         ERRORS.labels(endpoint, model, ctx.error_type).inc()

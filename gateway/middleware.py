@@ -14,7 +14,7 @@ class RequestLogMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        request.ctx = ctx = RequestContext()
+        request.ctx = ctx = RequestContext(endpoint=request.path)
         if _declared_length(request) > settings.GATEWAY_MAX_BODY_BYTES:
             response = json_error(
                 request,
@@ -25,6 +25,10 @@ class RequestLogMiddleware:
         else:
             response = self.get_response(request)
         response["X-Request-ID"] = str(ctx.request_id)
+        if ctx.variant:
+            response["X-Experiment-Variant"] = ctx.variant
+        for name, value in ctx.response_headers.items():
+            response[name] = value
         if request_log.is_logged_path(request.path):
             if response.streaming:
                 # A stream's tokens, cost and outcome are known only once it has been sent.

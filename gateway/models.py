@@ -1,7 +1,9 @@
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
@@ -23,6 +25,68 @@ def _validate_endpoint_scopes(value):
         raise ValidationError(f"Unknown endpoints {unknown}; choose from {list(ENDPOINT_SCOPES)}.")
 
 
+class BudgetPeriod(models.TextChoices):
+    DAY = "day", "Day (UTC)"
+    WEEK = "week", "Week (from Monday, UTC)"
+    MONTH = "month", "Calendar month (UTC)"
+
+
+class LimitsAndBudget(models.Model):
+    """What teams and keys both carry: rate limits and a spend cap.
+
+    Empty rate limits fall back (key -> its team -> the global default); budgets do not:
+    a key's budget and its team's budget are separate caps and a request must fit both.
+    """
+
+    requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Empty: the team's, else the global default.",
+    )
+    tokens_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Input + output tokens per minute. Empty: the team's, else the global default.",
+    )
+    budget_usd = models.DecimalField(
+        "budget (USD)",
+        max_digits=14,
+        decimal_places=8,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(Decimal("0"))],
+        help_text="Spend cap per budget period. Empty: no cap.",
+    )
+    budget_period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
+    budget_alert_percent = models.PositiveSmallIntegerField(
+        "alert at (% of budget)",
+        default=80,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Spend past this share of the budget raises an alert once per period.",
+    )
+    # Budget counters in Redis are named after this, so a saved change (of cap, period…) starts
+    # from a fresh count rebuilt from the request log (see gateway/budgets.py).
+    updated_at = models.DateTimeField(auto_now=True, editable=False)
+
+    class Meta:
+        abstract = True
+
+
+class Team(LimitsAndBudget):
+    """A tenant: its keys share its budget and inherit its rate limits."""
+
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
 class APIKeyManager(models.Manager):
     def create_key(self, **fields) -> tuple["APIKey", str]:
         """Create a key; the plaintext is returned here once and stored nowhere."""
@@ -33,14 +97,16 @@ class APIKeyManager(models.Manager):
 
     def get_from_key(self, parsed: key_crypto.ParsedKey) -> "APIKey | None":
         """The row a parsed key belongs to, whatever its state; None if unknown or wrong secret."""
-        key = self.filter(prefix=parsed.prefix).first()
+        # The team comes in the same query: limits and budgets need it on every request.
+        key = self.select_related("team").filter(prefix=parsed.prefix).first()
         if key is None or not key_crypto.secret_matches(parsed.secret, key.hashed_secret):
             return None
         return key
 
 
-class APIKey(models.Model):
+class APIKey(LimitsAndBudget):
     name = models.CharField(max_length=100)
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="api_keys")
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="api_keys"
     )
@@ -66,7 +132,7 @@ class APIKey(models.Model):
 
     objects = APIKeyManager()
 
-    class Meta:
+    class Meta(LimitsAndBudget.Meta):
         verbose_name = "API key"
         ordering = ["-created_at"]
 
@@ -97,6 +163,13 @@ class APIKey(models.Model):
 
     def allows_model(self, model_name: str) -> bool:
         return not self.allowed_models or model_name in self.allowed_models
+
+    def effective_limit(self, field: str) -> int | None:
+        """The key's own rate limit, else its team's, else the global default (None: unlimited)."""
+        for value in (getattr(self, field), getattr(self.team, field, None)):
+            if value is not None:
+                return value
+        return settings.GATEWAY_DEFAULT_LIMITS.get(field) or None
 
     def revoke(self) -> None:
         """Revocation is final: a revoked key is never usable again."""
@@ -156,8 +229,23 @@ class RequestLog(models.Model):
     usage_estimated = models.BooleanField(
         default=False, help_text="The upstream reported no token usage; the counts are estimates."
     )
+    # What the answer would have cost without the cache (cache hits only).
+    cost_saved_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
+    # The team billed at the time: budgets are rebuilt from these rows.
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     input_text = models.TextField(blank=True, help_text="Stored only when GATEWAY_LOG_REQUEST_TEXT is on.")
+    output_label = models.CharField(max_length=100, blank=True, help_text="The label a classifier answered.")
+    # A/B experiments (experiments app): which experiment and variant served the request,
+    # and a digest of its unit (X-User-ID or the key) so statistics can count units.
+    experiment = models.ForeignKey(
+        "experiments.Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    variant = models.CharField(max_length=50, blank=True)
+    unit = models.CharField(max_length=32, blank=True)
+    shadow_of = models.UUIDField(
+        null=True, blank=True, help_text="Set on a shadow answer: the request it mirrored. Never returned."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -165,7 +253,73 @@ class RequestLog(models.Model):
             models.Index(fields=["created_at"], name="requestlog_time"),
             models.Index(fields=["api_key", "created_at"], name="requestlog_key_time"),
             models.Index(fields=["model_version", "created_at"], name="requestlog_version_time"),
+            # Only experiment traffic is indexed: statistics read these rows, nothing else does.
+            models.Index(
+                fields=["experiment", "variant"],
+                name="requestlog_experiment_variant",
+                condition=models.Q(experiment__isnull=False),
+            ),
+            models.Index(fields=["team", "created_at"], name="requestlog_team_time"),
         ]
 
     def __str__(self):
         return f"{self.request_id} {self.method} {self.endpoint} {self.status_code}"
+
+
+class AuditAction(models.TextChoices):
+    REGISTER = "register", "Registered"
+    PROMOTE = "promote", "Promoted"
+    ARCHIVE = "archive", "Archived"
+    START = "start", "Experiment started"
+    PAUSE = "pause", "Experiment paused"
+    STOP = "stop", "Experiment stopped"
+    WEIGHTS = "weights", "Weights or coverage changed"
+    GUARDRAIL = "guardrail", "Paused by guardrail"
+
+
+class AuditEvent(models.Model):
+    """Who changed what in a model's life cycle, and when; shown on each version and experiment."""
+
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # A username, or what acted on its own ("guardrail", "trainclassifier"); a string so the
+    # record outlives the user.
+    actor = models.CharField(max_length=150)
+    action = models.CharField(max_length=16, choices=AuditAction.choices)
+    model_version = models.ForeignKey(
+        "inference.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    experiment = models.ForeignKey(
+        "experiments.Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor}: {self.get_action_display()}"
+
+
+class BudgetAlert(models.Model):
+    """Spend crossed a key's or a team's alert threshold; one row per owner and period."""
+
+    api_key = models.ForeignKey(APIKey, null=True, blank=True, on_delete=models.CASCADE, related_name="budget_alerts")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.CASCADE, related_name="budget_alerts")
+    period_start = models.DateTimeField()
+    threshold_percent = models.PositiveSmallIntegerField()
+    budget_usd = models.DecimalField(max_digits=14, decimal_places=8)
+    spent_usd = models.DecimalField(max_digits=14, decimal_places=8, help_text="Spend (with reservations) when raised.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(api_key__isnull=True) ^ models.Q(team__isnull=True), name="budgetalert_one_owner"
+            ),
+            models.UniqueConstraint(fields=["api_key", "period_start"], name="budgetalert_once_per_key_period"),
+            models.UniqueConstraint(fields=["team", "period_start"], name="budgetalert_once_per_team_period"),
+        ]
+
+    def __str__(self):
+        return f"{self.api_key or self.team}: {self.spent_usd} of {self.budget_usd} USD"

@@ -29,7 +29,14 @@ def route_name(request) -> str:
 
 def record(ctx: RequestContext, request, status_code: int, latency_ms: float) -> None:
     """The one place a request's outcome is known: its log row, its metrics, its JSON log line."""
-    _write_row(ctx, request, status_code, latency_ms)
+    write(
+        ctx,
+        method=request.method,
+        endpoint=request.path,
+        client_ip=client_ip(request),
+        status_code=status_code,
+        latency_ms=latency_ms,
+    )
     endpoint = route_name(request)
     try:
         metrics.observe_request(ctx, endpoint=endpoint, status_code=status_code, latency_ms=latency_ms)
@@ -45,16 +52,16 @@ def record(ctx: RequestContext, request, status_code: int, latency_ms: float) ->
         logger.exception("Could not record the metrics of %s", ctx.request_id)
 
 
-def _write_row(ctx: RequestContext, request, status_code: int, latency_ms: float) -> None:
-    """A failed write is logged, never turned into a failed answer."""
+def write(ctx: RequestContext, *, method: str, endpoint: str, client_ip, status_code: int, latency_ms: float) -> None:
+    """One RequestLog row from a context: a request's, or a shadow answer's (which has no request)."""
     version = ctx.model_version
     try:
         RequestLog.objects.create(
             request_id=ctx.request_id,
             api_key=ctx.api_key,
             key_prefix=ctx.key_prefix,
-            method=request.method,
-            endpoint=request.path[:200],
+            method=method,
+            endpoint=endpoint[:200],
             model_name=ctx.model_name,
             model_version=version,
             version=version.version if version else "",
@@ -76,8 +83,15 @@ def _write_row(ctx: RequestContext, request, status_code: int, latency_ms: float
             ttft_ms=ctx.ttft_ms,
             truncated=ctx.truncated,
             usage_estimated=ctx.usage_estimated,
-            client_ip=client_ip(request),
+            cost_saved_usd=ctx.cost_saved_usd,
+            team_id=ctx.api_key.team_id if ctx.api_key else None,
+            client_ip=client_ip,
             input_text=ctx.input_text if settings.GATEWAY_LOG_REQUEST_TEXT else "",
+            output_label=ctx.output_label[:100],
+            experiment=ctx.experiment,
+            variant=ctx.variant,
+            unit=ctx.unit,
+            shadow_of=ctx.shadow_of,
         )
     except Exception:
         logger.exception("Could not write the request log row for %s", ctx.request_id)

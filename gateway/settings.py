@@ -137,6 +137,7 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIN
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["gateway.authentication.APIKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["gateway.permissions.HasEndpointScope"],
+    "DEFAULT_THROTTLE_CLASSES": ["gateway.rate_limits.KeyRequestRateThrottle"],
     "DEFAULT_PARSER_CLASSES": [
         "rest_framework.parsers.JSONParser",
         "gateway.parsers.FormEncodedJSONParser",
@@ -183,8 +184,34 @@ BREAKER_COOLDOWN_S = env.float("BREAKER_COOLDOWN_S", default=30.0)
 GATEWAY_INFERENCE_TIMEOUT_S = env.float("GATEWAY_INFERENCE_TIMEOUT_S", default=10.0)
 # Requests queued per model before new ones are refused with 503.
 GATEWAY_INFERENCE_QUEUE_SIZE = env.int("GATEWAY_INFERENCE_QUEUE_SIZE", default=1024)
+# Where trainclassifier saves model artifacts; versions refer to them as store:<path>.
+MODEL_STORE = Path(env("MODEL_STORE", default=str(BASE_DIR / "model_store")))
+# Experiments (docs/decisions/0021-shadow-traffic.md): threads per process that run shadow
+# copies and guardrail checks off the request path, and how many may wait before new
+# shadow copies are dropped rather than slow anything down.
+EXPERIMENT_BACKGROUND_WORKERS = env.int("EXPERIMENT_BACKGROUND_WORKERS", default=1)
+EXPERIMENT_BACKGROUND_QUEUE = env.int("EXPERIMENT_BACKGROUND_QUEUE", default=64)
+# Each process checks a running experiment's guardrail at most this often.
+EXPERIMENT_GUARDRAIL_INTERVAL_S = env.float("EXPERIMENT_GUARDRAIL_INTERVAL_S", default=10.0)
 # PyTorch threads per process; with W web workers on C cores, C / W is the usual choice.
 TORCH_THREADS = env.int("TORCH_THREADS", default=0)
+# Rate limits for keys whose key and team set none; 0 means no limit (gateway/rate_limits.py).
+GATEWAY_DEFAULT_LIMITS = {
+    "requests_per_minute": env.int("GATEWAY_DEFAULT_REQUESTS_PER_MINUTE", default=0),
+    "tokens_per_minute": env.int("GATEWAY_DEFAULT_TOKENS_PER_MINUTE", default=0),
+}
+# When Redis cannot be reached: serve without the check (open) or refuse with 503 (closed).
+# Open by default: an outage of the counter store should not take the gateway down, and spend
+# made meanwhile is still in the request log, from which budget counters are rebuilt.
+GATEWAY_RATE_LIMITS_FAIL_OPEN = env.bool("GATEWAY_RATE_LIMITS_FAIL_OPEN", default=True)
+GATEWAY_BUDGETS_FAIL_OPEN = env.bool("GATEWAY_BUDGETS_FAIL_OPEN", default=True)
+# Response cache master switch (TTLs are per model version).
+GATEWAY_RESPONSE_CACHE = env.bool("GATEWAY_RESPONSE_CACHE", default=True)
+# django-ratelimit counts on the default cache. Its app is not installed: its system check
+# refuses the local-memory cache of the embedded mode, where counts are per process anyway.
+RATELIMIT_USE_CACHE = "default"
+# Where the cache answers nothing (rather than raising), follow the same policy.
+RATELIMIT_FAIL_OPEN = GATEWAY_RATE_LIMITS_FAIL_OPEN
 # Skip the last-used write when the stored value is this recent (one UPDATE a minute per key).
 GATEWAY_KEY_LAST_USED_RESOLUTION_S = 60
 

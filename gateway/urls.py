@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from experiments.views import FeedbackView
 from gateway import health, metrics_export
 from inference import openai_views
 from inference.views import EmbeddingsView, PredictView
@@ -17,6 +18,7 @@ urlpatterns = [
     path("v1/chat/completions", openai_views.ChatCompletionsView.as_view(), name="openai-chat"),
     path("v1/embeddings", openai_views.EmbeddingsView.as_view(), name="openai-embeddings"),
     path("v1/models", openai_views.ModelsView.as_view(), name="openai-models"),
+    path("api/v1/feedback", FeedbackView.as_view(), name="feedback"),
     path("api/schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
     # The original service's paths, kept for its clients.
     path("predict", PredictView.as_view(), name="seed-predict"),

@@ -1,7 +1,16 @@
 from django.contrib import admin, messages
+from django.db import models, transaction
 
-from inference.models import FallbackChain, FallbackStep, ModelVersion, Provider, RoutingRule, Status
+from gateway import audit
+from gateway.admin import AuditEventInline
+from gateway.models import AuditAction
+from inference.models import FallbackChain, FallbackStep, ModelVersion, Provider, RoutingRule, Status, TrainingRun
 from inference.providers import provider_models
+from inference.tasks import train_classifier_run
+
+
+class VersionHistoryInline(AuditEventInline):
+    fk_name = "model_version"
 
 
 @admin.register(ModelVersion)
@@ -9,15 +18,18 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ("name", "version", "task", "backend", "status", "priced", "promoted_at", "created_at")
     list_filter = ("status", "task", "backend", "name")
     search_fields = ("name", "version", "source", "notes")
-    readonly_fields = ("created_at", "updated_at", "promoted_at")
+    readonly_fields = ("created_at", "updated_at", "promoted_at", "metrics", "data_sha256")
     fieldsets = (
         (None, {"fields": ("name", "version", "task", "backend", "status", "notes")}),
         ("Local model", {"fields": ("source", "labels", "config")}),
         ("Upstream", {"fields": ("provider", "upstream_model")}),
         ("Pricing (USD)", {"fields": ("input_cost_per_1k", "output_cost_per_1k", "cost_per_request")}),
         ("Limits and batching", {"fields": ("max_input_chars", "max_batch_size", "max_batch_wait_ms")}),
+        ("Training", {"fields": ("metrics", "data_sha256")}),
+        ("Response cache", {"fields": ("cache_ttl_s", "cache_scope", "cache_sampled")}),
         ("History", {"fields": ("created_at", "updated_at", "promoted_at")}),
     )
+    inlines = [VersionHistoryInline]
     actions = ["promote", "archive"]
 
     @admin.display(boolean=True, description="Priced")
@@ -32,13 +44,19 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select at most one version per model name.", messages.ERROR)
             return
         for version in queryset:
-            version.promote()
+            self._promote(request, version)
         self.message_user(request, f"Promoted {', '.join(str(v) for v in queryset)}.")
 
     @admin.action(description="Archive (no longer served)")
     def archive(self, request, queryset):
         for version in queryset:
             version.archive()
+            audit.record(
+                actor=audit.actor_of(request.user),
+                action=AuditAction.ARCHIVE,
+                model_version=version,
+                message=f"Archived {version}.",
+            )
         self.message_user(request, f"Archived {len(queryset)} version(s).")
 
     def save_model(self, request, obj, form, change):
@@ -46,13 +64,25 @@ class ModelVersionAdmin(admin.ModelAdmin):
         if obj.status == Status.PRODUCTION and (not change or "status" in form.changed_data):
             obj.status = Status.STAGING
             super().save_model(request, obj, form, change)
-            obj.promote()
+            self._promote(request, obj)
             return
         super().save_model(request, obj, form, change)
+
+    def _promote(self, request, version: ModelVersion) -> None:
+        previous = ModelVersion.objects.filter(name=version.name, status=Status.PRODUCTION).exclude(pk=version.pk)
+        stepped_down = ", ".join(str(v) for v in previous) or "none"
+        version.promote()
+        audit.record(
+            actor=audit.actor_of(request.user),
+            action=AuditAction.PROMOTE,
+            model_version=version,
+            message=f"Promoted {version} to production (previous production version: {stepped_down}).",
+        )
 
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "base_url", "api_key_env", "key_present", "timeout_s", "max_retries")
     search_fields = ("name", "base_url")
     actions = ["test_connection"]
@@ -97,3 +127,33 @@ class RoutingRuleAdmin(admin.ModelAdmin):
     list_editable = ("priority", "enabled")
     list_filter = ("model_name", "enabled")
     autocomplete_fields = ("target",)
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    """Train a classifier on a Celery worker; the list shows each run's progress."""
+
+    list_display = ("name", "data_path", "base", "status", "progress_percent", "result", "message", "created_at")
+    list_filter = ("status",)
+    fields = ("data_path", "base", "name", "version", "label_names", "limit", "holdout")
+    readonly_fields = ("status", "progress", "message", "result", "requested_by", "created_at", "finished_at")
+
+    @admin.display(description="Progress")
+    def progress_percent(self, obj):
+        return f"{obj.progress}%"
+
+    def get_fields(self, request, obj=None):
+        return self.fields + (self.readonly_fields if obj else ())
+
+    def get_readonly_fields(self, request, obj=None):
+        # A run is a record of what was trained: fixed once submitted.
+        return self.fields + self.readonly_fields if obj else ()
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return  # nothing on a submitted run is editable
+        obj.requested_by = audit.actor_of(request.user)
+        super().save_model(request, obj, form, change)
+        # Enqueue once the row is committed, or the worker could look for it before it exists.
+        transaction.on_commit(lambda: train_classifier_run.delay(obj.pk))
+        messages.info(request, "Training queued; this list shows its progress (reload to update).")

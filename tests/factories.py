@@ -3,7 +3,8 @@ from decimal import Decimal
 import factory
 from django.contrib.auth import get_user_model
 
-from gateway.models import APIKey, RequestLog
+from experiments.models import Experiment, Variant
+from gateway.models import APIKey, RequestLog, Team
 from inference.management.commands.bootstrap import PACKAGED_MODEL, SENTIMENT_PROTOTYPES
 from inference.models import Backend, ModelVersion, Provider, Status, Task
 
@@ -35,18 +36,6 @@ class APIKeyFactory(factory.django.DjangoModelFactory):
         key, plaintext = model_class.objects.create_key(**kwargs)
         key.plaintext = plaintext
         return key
-
-
-class RequestLogFactory(factory.django.DjangoModelFactory):
-    """A logged request; set the columns a test is about (created_at, key, version, status...)."""
-
-    class Meta:
-        model = RequestLog
-
-    method = "POST"
-    endpoint = "/api/v1/predict"
-    status_code = 200
-    latency_ms = 12.5
 
 
 class StaffUserFactory(factory.django.DjangoModelFactory):
@@ -89,3 +78,58 @@ class ChatVersionFactory(ModelVersionFactory):
     status = Status.PRODUCTION
     input_cost_per_1k = Decimal("0.001")
     output_cost_per_1k = Decimal("0.002")
+
+
+class ExperimentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Experiment
+
+    name = factory.Sequence(lambda n: f"experiment-{n}")
+    model_name = "sentiment"
+    # Tests about the guardrail turn it on; elsewhere its background checks are noise.
+    guardrail_enabled = False
+
+
+class VariantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Variant
+
+    experiment = factory.SubFactory(ExperimentFactory)
+    name = factory.Sequence(lambda n: f"variant-{n}")
+    model_version = factory.SubFactory(ModelVersionFactory)
+    weight = 50
+
+
+class RequestLogFactory(factory.django.DjangoModelFactory):
+    """A logged answer, as the middleware writes it."""
+
+    class Meta:
+        model = RequestLog
+
+    method = "POST"
+    endpoint = "/api/v1/predict"
+    model_name = "sentiment"
+    status_code = 200
+    latency_ms = 10.0
+
+
+def started_experiment(*variants: tuple[str, ModelVersion, int], shadows=(), **fields) -> Experiment:
+    """A running experiment: variants are (name, version, weight), the first is control;
+    shadows are (name, version, percent mirrored)."""
+    from experiments.services import experiment_start
+
+    experiment = ExperimentFactory(**fields)
+    for index, (name, version, weight) in enumerate(variants):
+        VariantFactory(experiment=experiment, name=name, model_version=version, weight=weight, is_control=index == 0)
+    for name, version, percent in shadows:
+        VariantFactory(experiment=experiment, name=name, model_version=version, weight=percent, mode="shadow")
+    experiment_start(experiment, actor="tests")
+    experiment.refresh_from_db()
+    return experiment
+
+
+class TeamFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Team
+
+    name = factory.Sequence(lambda n: f"team-{n}")

@@ -90,3 +90,25 @@ def eventually(query, timeout_s=10.0):
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.05)
     return result
+
+
+@contextmanager
+def celery_worker(env: dict, log_path: Path):
+    """A real Celery worker on the project's app (gateway.celery), consuming from REDIS_URL."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "gateway", "worker", "--pool", "solo", "--loglevel", "WARNING"],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

@@ -8,6 +8,9 @@ from gateway.models import APIKey, RequestLog
 from inference.models import ModelVersion, Status
 from tests.factories import APIKeyFactory, ModelVersionFactory
 
+# What the add form holds before the operator types anything (limits and budget left empty).
+KEY_FORM_DEFAULTS = {"budget_period": "month", "budget_alert_percent": "80"}
+
 
 @pytest.fixture
 def operator(db):
@@ -20,7 +23,13 @@ def operator(db):
 def test_adding_a_key_shows_it_once_and_stores_its_hash(operator):
     response = operator.post(
         "/admin/gateway/apikey/add/",
-        {"name": "billing-service", "is_active": "on", "allowed_endpoints": "[]", "allowed_models": '["sentiment"]'},
+        {
+            "name": "billing-service",
+            "is_active": "on",
+            "allowed_endpoints": "[]",
+            "allowed_models": '["sentiment"]',
+            **KEY_FORM_DEFAULTS,
+        },
         follow=True,
     )
 
@@ -38,7 +47,13 @@ def test_adding_a_key_shows_it_once_and_stores_its_hash(operator):
 def test_admin_rejects_unknown_endpoint_scopes(operator):
     response = operator.post(
         "/admin/gateway/apikey/add/",
-        {"name": "bad", "is_active": "on", "allowed_endpoints": '["everything"]', "allowed_models": "[]"},
+        {
+            "name": "bad",
+            "is_active": "on",
+            "allowed_endpoints": '["everything"]',
+            "allowed_models": "[]",
+            **KEY_FORM_DEFAULTS,
+        },
     )
 
     assert response.status_code == 200

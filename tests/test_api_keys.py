@@ -1,4 +1,5 @@
 import io
+from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
@@ -57,3 +58,26 @@ def test_revoked_key_cannot_be_reactivated():
 
     with pytest.raises(Exception, match="cannot be reactivated"):
         key.full_clean()
+
+
+@pytest.mark.django_db
+def test_createapikey_sets_team_limits_and_budget():
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command(
+        "createapikey",
+        *("--name", "batch", "--team", "research", "--requests-per-minute", "60", "--budget-usd", "12.5"),
+        stdout=out,
+        stderr=err,
+    )
+
+    key = APIKey.objects.get(name="batch")
+    assert key.team.name == "research"
+    assert (key.requests_per_minute, key.budget_usd, key.budget_period) == (60, Decimal("12.5"), "month")
+    assert "Created team 'research'" in err.getvalue()
+
+
+@pytest.mark.django_db
+def test_createapikey_refuses_a_negative_budget():
+    with pytest.raises(CommandError, match="greater than or equal to 0"):
+        call_command("createapikey", "--name", "x", "--budget-usd", "-1", stdout=io.StringIO())

@@ -2,10 +2,10 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from inference.backends.base import Output
-from inference.backends.encoder import TextEncoder
+from inference.backends.encoder import MAX_TOKENS, TextEncoder
 
 
-def _outputs(probabilities: torch.Tensor, labels: list[str], token_counts: list[int]) -> list[Output]:
+def label_outputs(probabilities: torch.Tensor, labels: list[str], token_counts: list[int]) -> list[Output]:
     outputs = []
     for row, count in zip(probabilities.tolist(), token_counts, strict=True):
         best = max(range(len(row)), key=row.__getitem__)
@@ -32,7 +32,7 @@ class SequenceClassifier:
         if labels and len(labels) != len(own):
             raise ValueError(f"The version lists {len(labels)} labels but the model has {len(own)}.")
         self.labels = labels or own
-        self.max_length = min(self.tokenizer.model_max_length, 512)
+        self.max_length = min(self.tokenizer.model_max_length, MAX_TOKENS)
 
     def __call__(self, texts) -> list[Output]:
         batch = self.tokenizer(
@@ -40,7 +40,7 @@ class SequenceClassifier:
         )
         with torch.inference_mode():
             logits = self.model(**batch).logits
-        return _outputs(logits.softmax(dim=-1), self.labels, batch["attention_mask"].sum(dim=1).tolist())
+        return label_outputs(logits.softmax(dim=-1), self.labels, batch["attention_mask"].sum(dim=1).tolist())
 
 
 class ZeroShotClassifier:
@@ -60,4 +60,4 @@ class ZeroShotClassifier:
     def __call__(self, texts) -> list[Output]:
         vectors, token_counts = self.encoder.encode(texts)
         probabilities = (vectors @ self.centroids.T / self.temperature).softmax(dim=-1)
-        return _outputs(probabilities, self.labels, token_counts)
+        return label_outputs(probabilities, self.labels, token_counts)

@@ -1,10 +1,21 @@
+import unicodedata
+
 import torch
 from transformers import AutoModel, AutoTokenizer
 
 from inference.backends.base import Output
 
 # Longest input the attention of BERT-sized encoders handles; longer inputs are truncated.
-_MAX_TOKENS = 512
+MAX_TOKENS = 512
+
+
+def most_tokens(text: str) -> int:
+    """An upper bound on the tokens a BERT-style encoder makes of `text`, without tokenizing.
+
+    WordPiece makes at most one token per character of the NFD-normalized text (what the
+    tokenizer sees), plus [CLS] and [SEP]; longer inputs are truncated at MAX_TOKENS.
+    """
+    return min(len(unicodedata.normalize("NFD", text)) + 2, MAX_TOKENS)
 
 
 class TextEncoder:
@@ -13,7 +24,7 @@ class TextEncoder:
     def __init__(self, path: str):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
-        self.max_length = min(self.tokenizer.model_max_length, _MAX_TOKENS)
+        self.max_length = min(self.tokenizer.model_max_length, MAX_TOKENS)
 
     def encode(self, texts) -> tuple[torch.Tensor, list[int]]:
         batch = self.tokenizer(

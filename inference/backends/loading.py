@@ -2,7 +2,10 @@ import importlib
 import threading
 from collections.abc import Callable
 
+from django.conf import settings
+
 from inference.backends.classifiers import SequenceClassifier, ZeroShotClassifier
+from inference.backends.embedding_head import EmbeddingHeadClassifier
 from inference.backends.encoder import Embedder, TextEncoder
 from inference.models import Backend, ModelVersion, Task
 
@@ -14,10 +17,17 @@ DEFAULT_ZERO_SHOT_TEMPERATURE = 0.05
 
 
 def resolve_source(source: str) -> str:
-    """A model directory or hub id; `pkg:<module>` names a pip package exposing get_model_path()."""
+    """A model directory or hub id; `pkg:<module>` names a pip package exposing get_model_path();
+    `store:<path>` is a directory under MODEL_STORE (where trainclassifier saves)."""
     if source.startswith("pkg:"):
         return str(importlib.import_module(source.removeprefix("pkg:")).get_model_path())
+    if source.startswith("store:"):
+        return str(settings.MODEL_STORE / source.removeprefix("store:"))
     return source
+
+
+def encoder_for(source: str) -> TextEncoder:
+    return _encoder(resolve_source(source))
 
 
 def _encoder(path: str) -> TextEncoder:
@@ -35,6 +45,8 @@ def load_runner(version: ModelVersion) -> Callable:
             version.config["prototypes"],
             float(version.config.get("temperature", DEFAULT_ZERO_SHOT_TEMPERATURE)),
         )
+    if version.backend == Backend.EMBEDDING_HEAD:
+        return EmbeddingHeadClassifier(encoder_for(version.config["encoder"]), path)
     if version.backend == Backend.TRANSFORMERS and version.task == Task.EMBEDDINGS:
         return Embedder(_encoder(path))
     if version.backend == Backend.TRANSFORMERS and version.task == Task.TEXT_CLASSIFICATION:

@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 
-from gateway.models import APIKey
+from gateway.models import APIKey, BudgetPeriod, Team
 
 
 class Command(BaseCommand):
@@ -15,9 +15,22 @@ class Command(BaseCommand):
         parser.add_argument("--endpoints", nargs="*", default=[], help="Endpoints it may call (default: all).")
         parser.add_argument("--models", nargs="*", default=[], help="Model names it may call (default: all).")
         parser.add_argument("--expires", help="Expiry as ISO 8601, e.g. 2027-01-01T00:00:00Z.")
+        parser.add_argument("--team", help="Name of the key's team (created if there is none).")
+        parser.add_argument("--requests-per-minute", type=int, help="Default: the team's, else the global default.")
+        parser.add_argument("--tokens-per-minute", type=int, help="Default: the team's, else the global default.")
+        parser.add_argument("--budget-usd", help="Spend cap of the key per budget period (default: none).")
+        parser.add_argument("--budget-period", choices=BudgetPeriod.values, default=BudgetPeriod.MONTH)
 
-    def handle(self, *args, name, owner, endpoints, models, expires, **options):
-        fields = {"name": name, "allowed_endpoints": endpoints, "allowed_models": models}
+    def handle(self, *args, name, owner, endpoints, models, expires, team, **options):
+        fields = {
+            "name": name,
+            "allowed_endpoints": endpoints,
+            "allowed_models": models,
+            "requests_per_minute": options["requests_per_minute"],
+            "tokens_per_minute": options["tokens_per_minute"],
+            "budget_usd": options["budget_usd"],
+            "budget_period": options["budget_period"],
+        }
         if owner:
             try:
                 fields["owner"] = get_user_model().objects.get(username=owner)
@@ -31,6 +44,10 @@ class Command(BaseCommand):
             APIKey(prefix="x", hashed_secret="x", **fields).full_clean(exclude=["prefix", "hashed_secret"])
         except ValidationError as exc:
             raise CommandError(exc.messages) from None
+        if team:
+            fields["team"], created = Team.objects.get_or_create(name=team)
+            if created:
+                self.stderr.write(f"Created team {team!r}.")
         key, full_key = APIKey.objects.create_key(**fields)
         self.stderr.write(f"Created key {key.name!r} (gw_{key.prefix}…). It is shown this once:")
         self.stdout.write(full_key)

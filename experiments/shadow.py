@@ -1,0 +1,79 @@
+"""Shadow answers: a mirrored copy of a request, answered by another version off the request
+path and logged as its own RequestLog row (`shadow_of` = the request), never returned."""
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from experiments import background
+from experiments.models import Experiment, Variant
+from gateway import request_log
+from gateway.context import RequestContext
+from inference import pool
+from inference.batching import Overloaded
+from inference.pricing import cost_of
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Copy:
+    parent: RequestContext
+    experiment: Experiment
+    variant: Variant
+    texts: tuple[str, ...]
+
+
+def mirror(ctx: RequestContext, variants, texts: list[str]) -> None:
+    """Hand each shadow variant a copy of the request; returns at once, whatever happens to the copies."""
+    for variant in variants:
+        if not background.submit(_answer, _Copy(ctx, ctx.experiment, variant, tuple(texts))):
+            logger.warning("Shadow copy of %s for %s dropped: the background backlog is full", ctx.request_id, variant)
+
+
+def _answer(copy: _Copy) -> None:
+    parent, version = copy.parent, copy.variant.model_version
+    # The caller's key is named (key_prefix) but not charged: the caller never asked for this answer.
+    ctx = RequestContext(
+        key_prefix=parent.key_prefix,
+        endpoint=parent.endpoint,
+        experiment=copy.experiment,
+        variant=copy.variant.name,
+        unit=parent.unit,
+        shadow_of=parent.request_id,
+    )
+    ctx.set_version(version)
+    ctx.input_text = "\n".join(copy.texts)
+    started = time.perf_counter()
+    status_code = _run(ctx, version, list(copy.texts))
+    latency_ms = (time.perf_counter() - started) * 1000
+    request_log.write(
+        ctx, method="POST", endpoint=ctx.endpoint, client_ip=None, status_code=status_code, latency_ms=latency_ms
+    )
+
+
+def _run(ctx: RequestContext, version, texts: list[str]) -> int:
+    """Answer on the version and fill ctx as the live path would; the status code the answer would have had."""
+    try:
+        batcher = pool.batcher_for(version)
+    except Exception:
+        logger.exception("Shadow %s could not be loaded", version)
+        ctx.error_type = "model_unavailable"
+        return 503
+    try:
+        outputs = batcher.submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
+    except Overloaded:
+        ctx.error_type = "model_unavailable"
+        return 503
+    except Exception:
+        logger.exception("Shadow %s failed on a copy of %s", version, ctx.shadow_of)
+        ctx.error_type = "model_error"
+        return 500
+    ctx.input_tokens = sum(o.input_tokens for o in outputs)
+    ctx.output_tokens = sum(o.output_tokens for o in outputs)
+    ctx.cost_usd = cost_of(version, ctx.input_tokens, ctx.output_tokens)
+    if len(outputs) == 1:
+        ctx.output_label = str(outputs[0].result.get("label", ""))
+    return 200

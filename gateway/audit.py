@@ -1,0 +1,13 @@
+"""The audit trail of model versions and experiments (gateway.models.AuditEvent)."""
+
+from gateway.models import AuditEvent
+
+
+def actor_of(user) -> str:
+    return user.get_username() if user is not None and user.is_authenticated else "anonymous"
+
+
+def record(*, actor: str, action: str, message: str, model_version=None, experiment=None) -> AuditEvent:
+    return AuditEvent.objects.create(
+        actor=actor, action=action, message=message, model_version=model_version, experiment=experiment
+    )
