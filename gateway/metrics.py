@@ -11,8 +11,8 @@ Who records what:
 - `observe_request` (called by gateway/request_log.py `record`, once per logged request):
   requests, errors, latency, gateway overhead, tokens, cost, cache hits, fallbacks.
 - The upstream path: UPSTREAM_RETRIES (inference/llm.py), BREAKER_OPEN (inference/breaker.py).
-- Budgets (issue 5): BUDGET_USED_RATIO.
-- Scrape time (gateway/metrics_export.py): BATCH_QUEUE_DEPTH, ROLLUP_LAG.
+- Scrape time (gateway/metrics_export.py): BUDGET_USED_RATIO, BATCH_QUEUE_DEPTH, ROLLUP_LAG.
+- gateway/traffic_metrics.py adds gateway_budget_alerts_total (threshold crossings).
 """
 
 from prometheus_client import Counter, Gauge, Histogram

@@ -5,7 +5,8 @@ samples to files there; a scrape, answered by any one worker, sums them all. Wit
 directory (tests, a single process) the process's own registry is exposed.
 
 Some values are read when scraped rather than counted as they happen: the queue backlogs
-in the Celery broker and the age of the dashboards' rollups. Add more to SCRAPE_TIME_READERS.
+in the Celery broker, the age of the dashboards' rollups, and budget use per budgeted key and
+team. Add more to SCRAPE_TIME_READERS.
 """
 
 import hmac
@@ -47,7 +48,21 @@ def _read_rollup_lag() -> None:
         metrics.ROLLUP_LAG.set((timezone.now() - refreshed_at).total_seconds())
 
 
-SCRAPE_TIME_READERS = [_read_queue_depths, _read_rollup_lag]
+def _read_budget_use() -> None:
+    """Spend over budget for every key and team with a budget, from the live budget counters
+    (Redis; rebuilt from the log when missing): one gauge per budgeted owner, no more."""
+    from gateway import budgets
+    from gateway.models import APIKey, Team
+
+    owners = [
+        *(("key", key.prefix, key) for key in APIKey.objects.filter(budget_usd__gt=0, revoked_at__isnull=True)),
+        *(("team", team.name, team) for team in Team.objects.filter(budget_usd__gt=0)),
+    ]
+    for scope, name, owner in owners:
+        metrics.BUDGET_USED_RATIO.labels(scope, name).set(float(budgets.spent_this_period(owner) / owner.budget_usd))
+
+
+SCRAPE_TIME_READERS = [_read_queue_depths, _read_rollup_lag, _read_budget_use]
 
 
 @require_GET

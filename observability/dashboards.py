@@ -5,15 +5,16 @@ A table's cells are formatted once, here, so the page and its CSV export carry t
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.utils import timezone
 
-from gateway.models import APIKey
+from gateway import budgets
+from gateway.models import APIKey, Team
 from observability import selectors
 from observability.filters import Filters
-from observability.rollups import floor_day
+from observability.rollups import DAY, floor_day
 from observability.selectors import Stats
 
 _QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
@@ -118,7 +119,7 @@ def _stats_columns(get: Callable[[object], Stats], *names: str) -> list[Column]:
         "tokens": Column("Tokens", lambda r: get(r).tokens, _count),
         "cost": Column("Cost (USD)", lambda r: get(r).cost_usd, _usd),
         "cache_hit_rate": Column("Cache hits (%)", lambda r: get(r).cache_hit_rate, _percent),
-        "savings": Column("Est. savings (USD)", lambda r: get(r).savings_usd, _usd),
+        "savings": Column("Cache savings (USD)", lambda r: get(r).savings_usd, _usd),
         "fallbacks": Column("Fallbacks", lambda r: get(r).fallbacks, _count),
         "attempts": Column("Upstream attempts", lambda r: get(r).upstream_attempts, _count),
     }
@@ -135,7 +136,9 @@ def _series(filters: Filters, stats: dict[tuple, Stats]) -> list[tuple[str, Stat
 
 
 def _key_names(prefixes) -> dict[str, APIKey]:
-    return {key.prefix: key for key in APIKey.objects.filter(prefix__in=[p for p in prefixes if p])}
+    return {
+        key.prefix: key for key in APIKey.objects.select_related("team").filter(prefix__in=[p for p in prefixes if p])
+    }
 
 
 def _key_label(prefix: str) -> str:
@@ -149,7 +152,7 @@ def overview(filters: Filters) -> Page:
         (
             (status, error_type, stats)
             for (status, error_type), stats in selectors.grouped(
-                filters, ("status_code", "error_type"), latency=False, savings=False
+                filters, ("status_code", "error_type"), latency=False
             ).items()
             if status >= 400
         ),
@@ -165,7 +168,7 @@ def overview(filters: Filters) -> Page:
             ("p50 / p95 / p99 (ms)", f"{_ms(totals.p50)} / {_ms(totals.p95)} / {_ms(totals.p99)}"),
             ("Cost (USD)", _usd(totals.cost_usd)),
             ("Cache hit rate (%)", _percent(totals.cache_hit_rate)),
-            ("Est. cache savings (USD)", _usd(totals.savings_usd)),
+            ("Cache savings (USD)", _usd(totals.savings_usd)),
         ],
         charts=[
             Chart(
@@ -190,12 +193,12 @@ def overview(filters: Filters) -> Page:
             ),
             Chart(
                 "cost",
-                "Cost and estimated cache savings",
+                "Cost and cache savings",
                 "line",
                 labels,
                 [
                     {"label": "Cost", "data": [float(s.cost_usd) for _, s in series]},
-                    {"label": "Est. savings", "data": [float(s.savings_usd) for _, s in series]},
+                    {"label": "Cache savings", "data": [float(s.savings_usd) for _, s in series]},
                 ],
                 y_title="USD",
             ),
@@ -247,7 +250,9 @@ def cost(filters: Filters) -> Page:
     per_time_model = selectors.grouped(filters, ("start", "model_name"), latency=False)
     by_time = _series(filters, selectors.regroup(per_time_model, lambda g: (g[0],)))
     by_model = _by_cost(selectors.regroup(per_time_model, lambda g: (g[1],)))
-    by_key = _by_cost(selectors.grouped(filters, ("key_prefix",), latency=False, savings=False))
+    by_key = _by_cost(selectors.grouped(filters, ("key_prefix",), latency=False))
+    by_team = _by_cost(selectors.grouped(filters, ("team",), latency=False))
+    teams = _teams(group[0] for group, _ in by_team)
     by_version = _by_cost(selectors.grouped(filters, ("model_name", "version"), latency=False))
     totals = selectors.total(stats for _, stats in by_time)
     names = _key_names(group[0] for group, _ in by_key)
@@ -265,7 +270,7 @@ def cost(filters: Filters) -> Page:
         title="Cost",
         figures=[
             ("Cost (USD)", _usd(totals.cost_usd)),
-            ("Est. cache savings (USD)", _usd(totals.savings_usd)),
+            ("Cache savings (USD)", _usd(totals.savings_usd)),
             ("Tokens", _count(totals.tokens)),
             ("Cost per 1k requests (USD)", _usd(_per_1k(totals))),
         ],
@@ -304,6 +309,16 @@ def cost(filters: Filters) -> Page:
                     Column("Share of cost (%)", share, _percent),
                 ],
                 by_key,
+            ),
+            Table(
+                "teams",
+                "By team",
+                [
+                    Column("Team", lambda r: _team_label(teams, r[0][0]), numeric=False),
+                    *_stats_columns(lambda r: r[1], "requests", "tokens", "cost"),
+                    Column("Share of cost (%)", share, _percent),
+                ],
+                by_team,
             ),
             Table(
                 "models",
@@ -405,22 +420,26 @@ def models(filters: Filters) -> Page:
 
 
 def keys(filters: Filters, now: datetime | None = None) -> Page:
+    """Usage per key and per team, against their rate limits and budgets."""
     now = now or timezone.now()
-    by_key = sorted(
-        selectors.grouped(filters, ("key_prefix",), latency=False, savings=False).items(),
-        key=lambda row: -row[1].requests,
-    )
-    month = _month_to_date(filters, now)
-    today = selectors.grouped(
-        Filters(floor_day(now), floor_day(now) + timedelta(days=1), "day", filters.key_prefix, filters.model_name),
-        ("key_prefix",),
-        latency=False,
-        savings=False,
-    )
+    by_key = sorted(selectors.grouped(filters, ("key_prefix",), latency=False).items(), key=lambda r: -r[1].requests)
+    by_team = sorted(selectors.grouped(filters, ("team",), latency=False).items(), key=lambda r: -r[1].requests)
+    today = selectors.grouped(Filters(floor_day(now), floor_day(now) + DAY, "day"), ("key_prefix",), latency=False)
     names = _key_names(group[0] for group, _ in by_key)
+    teams = _teams(group[0] for group, _ in by_team)
+    key_spend = _spent_this_period("key_prefix", names.values(), now)
+    team_spend = _spent_this_period("team", teams.values(), now)
 
     def key_of(row) -> APIKey | None:
         return names.get(row[0][0])
+
+    def key_spent(row):
+        key = key_of(row)
+        return key_spend.get((key.budget_period, key.prefix)) if key else None
+
+    def team_spent(row):
+        team = teams.get(row[0][0])
+        return team_spend.get((team.budget_period, team.pk)) if team else None
 
     return Page(
         title="Keys",
@@ -436,42 +455,122 @@ def keys(filters: Filters, now: datetime | None = None) -> Page:
                 ],
                 stacked=True,
             ),
+            Chart(
+                "budget-use",
+                "Budget used this period",
+                "bar",
+                [
+                    _team_label(teams, group[0])
+                    for group, _ in by_team
+                    if _budget_share(teams.get(group[0]), team_spent((group,)))
+                ],
+                [
+                    {
+                        "label": "% of budget",
+                        "data": [
+                            round(share * 100, 1)
+                            for group, _ in by_team
+                            if (share := _budget_share(teams.get(group[0]), team_spent((group,))))
+                        ],
+                    }
+                ],
+                horizontal=True,
+            ),
         ],
         tables=[
             Table(
                 "keys",
-                "Usage by key",
+                "Keys",
                 [
                     Column("Key", lambda r: _key_label(r[0][0]), numeric=False),
                     Column("Name", lambda r: key_of(r).name if key_of(r) else "", numeric=False),
+                    Column(
+                        "Team", lambda r: key_of(r).team.name if key_of(r) and key_of(r).team else "", numeric=False
+                    ),
                     Column("State", lambda r: _key_state(key_of(r), now), numeric=False),
                     *_stats_columns(lambda r: r[1], "requests", "error_rate", "tokens", "cost"),
                     Column("Requests today", lambda r: today.get(r[0], Stats()).requests, _count),
-                    Column("Cost this month (USD)", lambda r: month.get(r[0], Stats()).cost_usd, _usd),
                     Column(
-                        "Last used (UTC)",
-                        lambda r: (
-                            key_of(r).last_used_at.strftime("%Y-%m-%d %H:%M")
-                            if key_of(r) and key_of(r).last_used_at
-                            else ""
-                        ),
-                        numeric=False,
+                        "Requests/min limit",
+                        lambda r: key_of(r).effective_limit("requests_per_minute") if key_of(r) else None,
+                        _optional(_count),
+                    ),
+                    Column("Budget (USD)", lambda r: key_of(r).budget_usd if key_of(r) else None, _optional(_usd)),
+                    Column("Budget period", lambda r: _period(key_of(r)), numeric=False),
+                    Column("Spent this period (USD)", key_spent, _optional(_usd)),
+                    Column(
+                        "Budget used (%)",
+                        lambda r: _budget_share(key_of(r), key_spent(r)),
+                        _optional(_percent),
                     ),
                 ],
                 by_key,
-            )
+            ),
+            Table(
+                "teams",
+                "Teams",
+                [
+                    Column("Team", lambda r: _team_label(teams, r[0][0]), numeric=False),
+                    *_stats_columns(lambda r: r[1], "requests", "error_rate", "tokens", "cost"),
+                    Column(
+                        "Requests/min limit",
+                        lambda r: teams[r[0][0]].requests_per_minute if r[0][0] in teams else None,
+                        _optional(_count),
+                    ),
+                    Column(
+                        "Budget (USD)",
+                        lambda r: teams[r[0][0]].budget_usd if r[0][0] in teams else None,
+                        _optional(_usd),
+                    ),
+                    Column("Budget period", lambda r: _period(teams.get(r[0][0])), numeric=False),
+                    Column("Spent this period (USD)", team_spent, _optional(_usd)),
+                    Column(
+                        "Budget used (%)",
+                        lambda r: _budget_share(teams.get(r[0][0]), team_spent(r)),
+                        _optional(_percent),
+                    ),
+                ],
+                by_team,
+            ),
         ],
     )
 
 
-def _month_to_date(filters: Filters, now: datetime) -> dict[tuple, Stats]:
-    month_start = floor_day(now).replace(day=1)
-    return selectors.grouped(
-        Filters(month_start, floor_day(now) + timedelta(days=1), "day", filters.key_prefix, filters.model_name),
-        ("key_prefix",),
-        latency=False,
-        savings=False,
-    )
+def _spent_this_period(dimension: str, owners, now: datetime) -> dict[tuple, Decimal]:
+    """Spend of each budgeted key or team in its current budget period, from the daily rollups
+    (periods start at midnight UTC): {(period, prefix or team id): USD}. All traffic counts,
+    whatever the page's filters, as it does for the budget itself."""
+    spent = {}
+    for period in {owner.budget_period for owner in owners if owner.budget_usd is not None}:
+        start, end = budgets.period_bounds(period, now)
+        for (value,), stats in selectors.grouped(Filters(start, end, "day"), (dimension,), latency=False).items():
+            spent[(period, value)] = stats.cost_usd
+    return spent
+
+
+def _budget_share(owner, spent) -> float | None:
+    if owner is None or not owner.budget_usd or spent is None:
+        return None
+    return float(spent / owner.budget_usd)
+
+
+def _period(owner) -> str:
+    return owner.get_budget_period_display() if owner is not None and owner.budget_usd is not None else ""
+
+
+def _optional(format_value: Callable[[object], str]) -> Callable[[object], str]:
+    """Blank where there is nothing to show (no limit, no budget)."""
+    return lambda value: "" if value is None else format_value(value)
+
+
+def _teams(ids) -> dict[int, Team]:
+    return {team.pk: team for team in Team.objects.filter(pk__in=[i for i in ids if i is not None])}
+
+
+def _team_label(teams: dict[int, Team], team_id: int | None) -> str:
+    if team_id is None:
+        return "(no team)"
+    return teams[team_id].name if team_id in teams else f"(deleted team {team_id})"
 
 
 def _key_state(key: APIKey | None, now: datetime) -> str:

@@ -21,6 +21,7 @@ class Filters:
     bucket: str  # "hour" or "day"
     key_prefix: str = ""
     model_name: str = ""
+    team: str = ""  # a team's name
 
     @property
     def step(self) -> timedelta:
@@ -32,6 +33,7 @@ class FilterForm(forms.Form):
     start = forms.DateField(required=False, help_text="YYYY-MM-DD (UTC), with end instead of a period.")
     end = forms.DateField(required=False, help_text="YYYY-MM-DD, inclusive.")
     bucket = forms.ChoiceField(choices=[("", "Auto"), *BUCKETS.items()], required=False)
+    team = forms.CharField(required=False, max_length=100, label="Team")
     key = forms.CharField(required=False, max_length=8, label="Key prefix")
     model = forms.CharField(required=False, max_length=100, label="Model")
 
@@ -55,7 +57,12 @@ class FilterForm(forms.Form):
         if bucket == "day":
             start, end = floor_day(start), floor_day(end - timedelta(microseconds=1)) + DAY
         return Filters(
-            start=start, end=end, bucket=bucket, key_prefix=data.get("key") or "", model_name=data.get("model") or ""
+            start=start,
+            end=end,
+            bucket=bucket,
+            key_prefix=data.get("key") or "",
+            model_name=data.get("model") or "",
+            team=data.get("team") or "",
         )
 
     @staticmethod

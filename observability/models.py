@@ -3,9 +3,11 @@ from django.db import models
 from gateway.metrics import LATENCY_BUCKETS_MS
 
 # The columns a rollup row is keyed by: one row per hour and combination of these.
-# To add a dimension (team, variant, fallback...): add the column to RequestLog, the same
-# field here, and its name to this tuple; rollups.py and the dashboard filters follow it.
-DIMENSIONS = ("api_key", "key_prefix", "model_name", "version", "status_code", "error_type", "cache_hit")
+# To add a dimension (variant, provider...): add the same field as RequestLog's here and its
+# name to this tuple; rollups.py follows it, dashboards.py and filters.py choose to show it.
+DIMENSIONS = ("team", "api_key", "key_prefix", "model_name", "version", "status_code", "error_type", "cache_hit")
+# Foreign keys among them: grouped and stored by id.
+FOREIGN_KEYS = ("team", "api_key")
 
 # Histogram columns: how many requests took at most <edge> ms (and more than the edge
 # before it); the last column counts the rest. Percentiles are read from these.
@@ -16,6 +18,7 @@ class Rollup(models.Model):
     """Sums over the request log for one time bucket and one combination of DIMENSIONS."""
 
     start = models.DateTimeField(help_text="Start of the bucket (UTC).")
+    team = models.ForeignKey("gateway.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     api_key = models.ForeignKey("gateway.APIKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     key_prefix = models.CharField(max_length=8, blank=True)
     model_name = models.CharField(max_length=100, blank=True)
@@ -28,6 +31,9 @@ class Rollup(models.Model):
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=18, decimal_places=8, default=0)
+    cost_saved_usd = models.DecimalField(
+        max_digits=18, decimal_places=8, default=0, help_text="What the cache hits would have cost."
+    )
     latency_sum_ms = models.FloatField(default=0)
     latency_max_ms = models.FloatField(default=0)
     fallbacks = models.PositiveIntegerField(default=0, help_text="Requests answered by a fallback version.")

@@ -24,7 +24,14 @@ from django.utils import timezone
 
 from gateway.metrics import LATENCY_BUCKETS_MS
 from gateway.models import RequestLog
-from observability.models import DIMENSIONS, LATENCY_BUCKET_COLUMNS, DailyRollup, HourlyRollup, RollupState
+from observability.models import (
+    DIMENSIONS,
+    FOREIGN_KEYS,
+    LATENCY_BUCKET_COLUMNS,
+    DailyRollup,
+    HourlyRollup,
+    RollupState,
+)
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -34,13 +41,14 @@ _REFRESH_RUNNING = "observability:rollup-refresh-running"
 # Longer than any refresh takes; frees the flag if a worker dies in the middle of one.
 _REFRESH_RUNNING_TIMEOUT_S = 15 * 60
 
-# RequestLog and the rollups name the key column alike; grouping by the FK groups by its id.
-_GROUP_BY = [f"{name}_id" if name == "api_key" else name for name in DIMENSIONS]
+# RequestLog and the rollups name these columns alike; a foreign key is grouped by its id.
+_GROUP_BY = [f"{name}_id" if name in FOREIGN_KEYS else name for name in DIMENSIONS]
 _SUMMED = (
     "requests",
     "input_tokens",
     "output_tokens",
     "cost_usd",
+    "cost_saved_usd",
     "latency_sum_ms",
     "fallbacks",
     "upstream_attempts",
@@ -138,6 +146,7 @@ def _rebuild_hours(start: datetime, end: datetime) -> None:
             sum_input_tokens=Sum("input_tokens"),
             sum_output_tokens=Sum("output_tokens"),
             sum_cost_usd=Sum("cost_usd"),
+            sum_cost_saved_usd=Sum("cost_saved_usd"),
             latency_sum_ms=Sum("latency_ms"),
             latency_max_ms=Max("latency_ms"),
             fallbacks=Count("id", filter=Q(fallback_used=True)),

@@ -17,11 +17,9 @@ from django.db.models import Max, Q, Sum
 
 from gateway.metrics import LATENCY_BUCKETS_MS
 from observability.filters import Filters
-from observability.models import LATENCY_BUCKET_COLUMNS, DailyRollup, HourlyRollup
+from observability.models import FOREIGN_KEYS, LATENCY_BUCKET_COLUMNS, DailyRollup, HourlyRollup
 
 _ZERO = Decimal(0)
-# Every group is also split by version: a cache hit's saving is priced per version.
-_VERSION = ("model_name", "version")
 
 
 @dataclass
@@ -42,7 +40,7 @@ class Stats:
     upstream_attempts: int = 0
     latency_buckets: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKET_COLUMNS))
 
-    def add(self, row: dict, saving_per_hit: Decimal) -> None:
+    def add(self, row: dict) -> None:
         self.requests += row["requests"] or 0
         self.client_errors += row["client_errors"] or 0
         self.server_errors += row["server_errors"] or 0
@@ -50,7 +48,7 @@ class Stats:
         self.input_tokens += row["input_tokens"] or 0
         self.output_tokens += row["output_tokens"] or 0
         self.cost_usd += row["cost_usd"] or _ZERO
-        self.savings_usd += (row["cache_hits"] or 0) * saving_per_hit
+        self.savings_usd += row["cost_saved_usd"] or _ZERO
         self.latency_sum_ms += row["latency_sum_ms"] or 0.0
         self.fallbacks += row["fallbacks"] or 0
         self.upstream_attempts += row["upstream_attempts"] or 0
@@ -133,19 +131,12 @@ def latency_percentile(buckets: list[int], q: float, max_ms: float) -> float:
     return max_ms
 
 
-def grouped(
-    filters: Filters, dims: tuple[str, ...], *, latency: bool = True, savings: bool = True
-) -> dict[tuple, Stats]:
-    """Stats per combination of `dims` (rollup columns; "start" is the time bucket). Leave out
-    what a table does not show: `latency` (the histogram) and `savings` (which needs the rows
-    split by version) make the query cheaper."""
-    split = (*dims, *(d for d in _VERSION if d not in dims)) if savings else dims
-    rows = _rows(filters, split, latency)
-    saving = _saving_per_hit(rows) if savings else {}
+def grouped(filters: Filters, dims: tuple[str, ...], *, latency: bool = True) -> dict[tuple, Stats]:
+    """Stats per combination of `dims` (rollup columns; "start" is the time bucket). Without
+    `latency` the histogram is not summed: cheaper, for tables that show no latency."""
     stats: dict[tuple, Stats] = defaultdict(Stats)
-    for row in rows:
-        version = (row.get("model_name"), row.get("version"))
-        stats[tuple(row[d] for d in dims)].add(row, saving.get(version, _ZERO))
+    for row in _rows(filters, dims, latency):
+        stats[tuple(row[d] for d in dims)].add(row)
     return dict(stats)
 
 
@@ -180,9 +171,11 @@ def _rows(filters: Filters, dims: tuple[str, ...], latency: bool) -> list[dict]:
         queryset = queryset.filter(key_prefix=filters.key_prefix)
     if filters.model_name:
         queryset = queryset.filter(model_name=filters.model_name)
+    if filters.team:
+        queryset = queryset.filter(team__name=filters.team)
     rows = (
         queryset.order_by()
-        .values(*("api_key_id" if d == "api_key" else d for d in dims))
+        .values(*(f"{d}_id" if d in FOREIGN_KEYS else d for d in dims))
         .annotate(**_measures(latency))
     )
     return [_normalized(row) for row in rows]
@@ -195,12 +188,10 @@ def _measures(latency: bool) -> dict:
         "client_errors": Sum("requests", filter=Q(status_code__gte=400, status_code__lt=500)),
         "server_errors": Sum("requests", filter=Q(status_code__gte=500)),
         "cache_hits": Sum("requests", filter=Q(cache_hit=True)),
-        # What answering from scratch costs: successful answers not served from the cache.
-        "uncached_ok": Sum("requests", filter=Q(cache_hit=False, status_code__lt=400)),
-        "uncached_ok_cost": Sum("cost_usd", filter=Q(cache_hit=False, status_code__lt=400)),
         "input_tokens_": Sum("input_tokens"),
         "output_tokens_": Sum("output_tokens"),
         "cost_usd_": Sum("cost_usd"),
+        "cost_saved_usd_": Sum("cost_saved_usd"),
         "latency_sum_ms_": Sum("latency_sum_ms"),
         "fallbacks_": Sum("fallbacks"),
         "upstream_attempts_": Sum("upstream_attempts"),
@@ -211,18 +202,9 @@ def _measures(latency: bool) -> dict:
     return measures
 
 
-def _saving_per_hit(rows: list[dict]) -> dict[tuple[str, str], Decimal]:
-    """Per version: the mean cost of an uncached successful answer in the period, which each
-    cache hit of that version saved (an estimate: the hit's own tokens are not priced)."""
-    count: dict[tuple, int] = defaultdict(int)
-    cost: dict[tuple, Decimal] = defaultdict(Decimal)
-    for row in rows:
-        version = (row["model_name"], row["version"])
-        count[version] += row["uncached_ok"] or 0
-        cost[version] += row["uncached_ok_cost"] or _ZERO
-    return {version: cost[version] / count[version] for version in count if count[version]}
-
-
 def _normalized(row: dict) -> dict:
-    """Measures under the rollup's column names, the key's id under `api_key`."""
-    return {("api_key" if name == "api_key_id" else name.removesuffix("_")): value for name, value in row.items()}
+    """Measures under the rollup's column names, a foreign key's id under the field's name."""
+    return {
+        name.removesuffix("_id") if name.endswith("_id") else name.removesuffix("_"): value
+        for name, value in row.items()
+    }

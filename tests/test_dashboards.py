@@ -9,7 +9,8 @@ from django.db.models import Count, Sum
 from django.http import QueryDict
 from django.test import override_settings
 
-from gateway.models import RequestLog
+from gateway import budgets
+from gateway.models import RequestLog, Team
 from observability import rollups
 from observability.filters import filter_form
 from observability.seeding import seed_request_logs
@@ -209,3 +210,53 @@ def test_without_a_scheduler_opening_a_dashboard_refreshes_the_rollups(staff_cli
         html = staff_client.get("/admin/dashboards/?period=24h").content.decode()
 
     assert '<div class="figure-value">2</div>' in html
+
+
+def test_team_filter_and_cost_by_team_match_the_raw_log(staff_client, history):
+    raw = dict(
+        _period_rows("period=30d")
+        .exclude(team=None)
+        .values_list("team__name")
+        .annotate(total=Sum("cost_usd"))
+        .order_by("team__name")
+    )
+    team = max(raw, key=raw.get)
+
+    cost = _Tables(staff_client.get("/admin/dashboards/cost/?period=30d").content.decode()).tables["teams"]
+    shown = {row[0]: Decimal(row[cost[0].index("Cost (USD)")]) for row in cost[1:] if row[0] != "(no team)"}
+    assert shown == {name: total.quantize(Decimal("0.000001")) for name, total in raw.items()}
+
+    html = staff_client.get(f"/admin/dashboards/?period=30d&team={team}").content.decode()
+    assert f'<div class="figure-value">{_period_rows("period=30d").filter(team__name=team).count()}</div>' in html
+
+
+def test_keys_and_teams_show_spend_against_their_budgets(staff_client, history):
+    team = Team.objects.filter(api_keys__isnull=False).distinct().first()
+    team.budget_usd, team.budget_period = Decimal("2"), "month"
+    team.save()
+    key = team.api_keys.order_by("name").first()
+    key.budget_usd, key.budget_period, key.requests_per_minute = Decimal("0.5"), "day", 120
+    key.save()
+
+    tables = _Tables(staff_client.get("/admin/dashboards/keys/?period=30d").content.decode()).tables
+
+    start, end = budgets.period_bounds("month")
+    team_spent = RequestLog.objects.filter(team=team, created_at__gte=start, created_at__lt=end).aggregate(
+        total=Sum("cost_usd")
+    )["total"] or Decimal(0)
+    teams = tables["teams"]
+    (team_row,) = [row for row in teams[1:] if row[0] == team.name]
+    assert team_row[teams[0].index("Budget (USD)")] == "2.000000"
+    assert team_row[teams[0].index("Budget period")] == "Calendar month (UTC)"
+    assert Decimal(team_row[teams[0].index("Spent this period (USD)")]) == team_spent.quantize(Decimal("0.000001"))
+    assert team_row[teams[0].index("Budget used (%)")] == f"{float(team_spent / 2) * 100:.2f}"
+
+    start, end = budgets.period_bounds("day")
+    key_spent = RequestLog.objects.filter(key_prefix=key.prefix, created_at__gte=start, created_at__lt=end).aggregate(
+        total=Sum("cost_usd")
+    )["total"] or Decimal(0)
+    keys = tables["keys"]
+    (key_row,) = [row for row in keys[1:] if row[0] == f"gw_{key.prefix}…"]
+    assert key_row[keys[0].index("Team")] == team.name
+    assert key_row[keys[0].index("Requests/min limit")] == "120"
+    assert Decimal(key_row[keys[0].index("Spent this period (USD)")]) == key_spent.quantize(Decimal("0.000001"))

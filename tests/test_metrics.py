@@ -5,6 +5,7 @@ import sys
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import pytest
 from django.db import connection
@@ -17,7 +18,7 @@ from inference.breaker import Breaker
 from inference.models import FallbackChain, FallbackStep
 from observability import rollups
 from observability.tasks import refresh_rollups
-from tests.factories import APIKeyFactory, ChatVersionFactory, RequestLogFactory
+from tests.factories import APIKeyFactory, ChatVersionFactory, RequestLogFactory, TeamFactory
 from tests.servers import ROOT, gunicorn, http, served_database_url
 
 _REQUEST_LABELS = ("endpoint", "model", "version", "variant", "status")
@@ -222,3 +223,16 @@ def test_time_waiting_on_the_upstream_is_not_counted_as_gateway_overhead(authed,
     assert RequestLog.objects.get().latency_ms >= 300
     assert _sample("gateway_overhead_latency_seconds_count", endpoint="openai-chat") - total_before == 1
     assert _sample(slow_overhead, endpoint="openai-chat", le="0.2") - before == 1  # under 200 ms
+
+
+def test_budget_use_of_keys_and_teams_is_read_at_scrape_time(client, db):
+    team = TeamFactory(name="search", budget_usd=Decimal("10"))
+    key = APIKeyFactory(team=team, budget_usd=Decimal("4"))
+    APIKeyFactory()  # no budget: no series
+    RequestLogFactory(api_key=key, key_prefix=key.prefix, team=team, cost_usd=Decimal("1"))
+
+    families = _families(client.get("/metrics").content.decode())
+
+    used = {(s.labels["scope"], s.labels["name"]): s.value for s in families["gateway_budget_used_ratio"].samples}
+    assert used[("key", key.prefix)] == pytest.approx(0.25)
+    assert used[("team", "search")] == pytest.approx(0.1)

@@ -14,7 +14,7 @@ from gateway.models import RequestLog
 from observability import rollups, selectors
 from observability.filters import Filters
 from observability.models import LATENCY_BUCKET_COLUMNS, DailyRollup, HourlyRollup, RollupState
-from tests.factories import APIKeyFactory, ModelVersionFactory, RequestLogFactory
+from tests.factories import APIKeyFactory, ModelVersionFactory, RequestLogFactory, TeamFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -24,6 +24,7 @@ _MEASURES = (
     "input_tokens",
     "output_tokens",
     "cost_usd",
+    "cost_saved_usd",
     "fallbacks",
     "upstream_attempts",
     *LATENCY_BUCKET_COLUMNS,
@@ -32,7 +33,8 @@ _MEASURES = (
 
 def _random_history(rng: random.Random, rows: int, hours: int) -> list[RequestLog]:
     """Rows over the `hours` before NOW, across keys, versions, outcomes and latencies."""
-    keys = [APIKeyFactory() for _ in range(3)]
+    team = TeamFactory()
+    keys = [APIKeyFactory(team=team), APIKeyFactory(team=team), APIKeyFactory()]
     versions = [ModelVersionFactory(), ModelVersionFactory(name="embeddings")]
     outcomes = [(200, ""), (200, ""), (200, ""), (400, "invalid_request"), (503, "model_unavailable")]
     made = []
@@ -43,6 +45,7 @@ def _random_history(rng: random.Random, rows: int, hours: int) -> list[RequestLo
             RequestLogFactory(
                 created_at=NOW - timedelta(seconds=rng.uniform(0, hours * 3600)),
                 api_key=key,
+                team=key.team,
                 key_prefix=key.prefix,
                 model_name=version.name,
                 model_version=version,
@@ -54,7 +57,8 @@ def _random_history(rng: random.Random, rows: int, hours: int) -> list[RequestLo
                 input_tokens=rng.randrange(0, 200),
                 output_tokens=rng.randrange(0, 50),
                 cost_usd=Decimal(rng.randrange(0, 10_000)) / Decimal(10**8),
-                cache_hit=status == 200 and rng.random() < 0.2,
+                cache_hit=(hit := status == 200 and rng.random() < 0.2),
+                cost_saved_usd=Decimal(rng.randrange(1, 500)) / Decimal(10**8) if hit else Decimal(0),
                 attempts=rng.choice([0, 1, 1, 2, 3]),
                 fallback_used=status == 200 and rng.random() < 0.1,
             )
@@ -68,6 +72,7 @@ def _expected(rows: list[RequestLog], bucket_of) -> dict[tuple, dict]:
     for row in rows:
         group = (
             bucket_of(row.created_at),
+            row.team_id,
             row.api_key_id,
             row.key_prefix,
             row.model_name,
@@ -81,6 +86,7 @@ def _expected(rows: list[RequestLog], bucket_of) -> dict[tuple, dict]:
         sums["input_tokens"] += row.input_tokens
         sums["output_tokens"] += row.output_tokens
         sums["cost_usd"] += row.cost_usd
+        sums["cost_saved_usd"] += row.cost_saved_usd
         sums["fallbacks"] += row.fallback_used
         sums["upstream_attempts"] += row.attempts
         edge_index = next((i for i, edge in enumerate(LATENCY_BUCKETS_MS) if row.latency_ms <= edge), -1)
@@ -92,6 +98,7 @@ def _stored(model) -> dict[tuple, dict]:
     return {
         (
             rollup.start,
+            rollup.team_id,
             rollup.api_key_id,
             rollup.key_prefix,
             rollup.model_name,
