@@ -71,7 +71,7 @@ def _renderer(url: str, rows: int, pipe) -> None:
     call_command("bootstrap", stdout=open(os.devnull, "w"))  # noqa: SIM115
     tables = ", ".join(model._meta.db_table for model in (RequestLog, HourlyRollup, DailyRollup, RollupState))
     with connection.cursor() as cursor:
-        cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY")
+        cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")  # feedback rows point at the log
     started = time.perf_counter()
     seed_request_logs(rows=rows, days=DAYS, seed=rows)
     seeded_s = time.perf_counter() - started
