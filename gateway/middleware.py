@@ -27,6 +27,8 @@ class RequestLogMiddleware:
         response["X-Request-ID"] = str(ctx.request_id)
         if ctx.variant:
             response["X-Experiment-Variant"] = ctx.variant
+        if ctx.cache_hit:
+            response["X-Cache"] = "hit"  # OpenAI-shaped bodies have no field to say so
         for name, value in ctx.response_headers.items():
             response[name] = value
         if request_log.is_logged_path(request.path):

@@ -170,6 +170,8 @@ GATEWAY_MAX_EMBEDDING_INPUTS = env.int("GATEWAY_MAX_EMBEDDING_INPUTS", default=2
 GATEWAY_DEFAULT_CHAT = env("GATEWAY_DEFAULT_CHAT", default="smollm2")
 # The local LLM engine (llama.cpp's OpenAI-compatible server) that `bootstrap` registers.
 LOCAL_LLM_URL = env("LOCAL_LLM_URL", default="http://127.0.0.1:8081/v1")
+# Tokens reserved against limits and budgets for a chat call that does not set max_tokens.
+GATEWAY_CHAT_MAX_TOKENS_ESTIMATE = env.int("GATEWAY_CHAT_MAX_TOKENS_ESTIMATE", default=1024)
 # Upstream calls: pooled keep-alive connections per upstream host (size it like WEB_THREADS).
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
 UPSTREAM_BACKOFF_INITIAL_S = env.float("UPSTREAM_BACKOFF_INITIAL_S", default=0.25)

@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from functools import partial
 
 import urllib3
+from django.conf import settings
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
-from gateway import metrics
+from experiments import routing as experiment_routing
+from gateway import admission, metrics, response_cache
 from gateway.context import RequestContext
 from gateway.db import release_connection
 from gateway.errors import ModelNotFound, UpstreamFailed, UpstreamUnavailable
@@ -22,41 +24,113 @@ from inference.models import ModelVersion, Task
 logger = logging.getLogger(__name__)
 
 
-def chat(ctx: RequestContext, body: dict, *, prompt: str) -> bytes:
+def chat(ctx: RequestContext, body: dict, *, prompt: str, user_id: str | None = None, cache_control: str = "") -> bytes:
     """A non-streaming chat completion: the upstream's JSON body, as it sent it."""
-    return _first_success(ctx, body, task=Task.CHAT, path="/chat/completions", prompt=prompt, stream=False)
+    versions = _plan(ctx, body, task=Task.CHAT, prompt=prompt, user_id=user_id)
+    return _answer(
+        ctx, versions, body, task=Task.CHAT, path="/chat/completions", prompt=prompt, cache_control=cache_control
+    )
 
 
-def chat_stream(ctx: RequestContext, body: dict, *, prompt: str) -> Iterator[bytes]:
+def remote_embeddings(ctx: RequestContext, body: dict, *, user_id: str | None = None, cache_control: str = "") -> bytes:
+    versions = _plan(ctx, body, task=Task.EMBEDDINGS, prompt="", user_id=user_id)
+    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    return _answer(
+        ctx,
+        versions,
+        body,
+        task=Task.EMBEDDINGS,
+        path="/embeddings",
+        prompt="\n".join(texts),
+        cache_control=cache_control,
+    )
+
+
+def chat_stream(ctx: RequestContext, body: dict, *, prompt: str, user_id: str | None = None) -> Iterator[bytes]:
     """A streaming chat completion as SSE bytes.
 
     Failures before the first event are retried or fall back like any call; the status is
     decided only once an upstream has started answering. A stream that breaks later ends
-    with an SSE error event and the log row is marked truncated.
+    with an SSE error event and the log row is marked truncated. Usage is reserved before
+    the call and settled when the stream ends.
     """
+    versions = _plan(ctx, body, task=Task.CHAT, prompt=prompt, user_id=user_id)
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     # Always ask for usage: the cost is needed whether or not the client wants it.
     upstream_body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
-    response, lines, version = _first_success(
-        ctx, upstream_body, task=Task.CHAT, path="/chat/completions", prompt=prompt, stream=True
-    )
-    return _relay(ctx, version, response, lines, wants_usage, prompt)
+    reservation = admission.reserve(ctx, **_estimate(versions, body, prompt))
+    try:
+        response, lines, version = _first_success(ctx, versions, upstream_body, path="/chat/completions", stream=True)
+    except BaseException:
+        reservation.settle()
+        raise
+    return _relay(ctx, version, response, lines, wants_usage, prompt, reservation)
 
 
-def remote_embeddings(ctx: RequestContext, body: dict) -> bytes:
-    return _first_success(ctx, body, task=Task.EMBEDDINGS, path="/embeddings", prompt="", stream=False)
-
-
-def _first_success(ctx, body, *, task, path, prompt, stream):
+def _plan(ctx: RequestContext, body: dict, *, task: str, prompt: str, user_id: str | None) -> list[ModelVersion]:
+    """The versions to try, in order: a pinned `name:version`; else a running experiment's
+    variant for this unit; else the routing rule that matches; else production. Fallbacks follow."""
     model_ref = body["model"]
-    ctx.model_name = model_ref.partition(":")[0]
-    if not ctx.api_key.allows_model(ctx.model_name):
-        raise PermissionDenied(f"This API key may not use the model '{ctx.model_name}'.")
-    versions, rule = routing.candidates(model_ref, task=task, prompt=prompt, max_tokens=body.get("max_tokens"))
+    name = model_ref.partition(":")[0]
+    ctx.model_name = name
+    if not ctx.api_key.allows_model(name):
+        raise PermissionDenied(f"This API key may not use the model '{name}'.")
+    assigned = None
+    if ":" not in model_ref:
+        unit = experiment_routing.unit_of(user_id=user_id, key_prefix=ctx.key_prefix)
+        assigned = experiment_routing.assign(model_name=name, task=task, unit=unit, request_id=ctx.request_id)
+    if assigned is not None:
+        ctx.experiment, ctx.variant, ctx.unit = assigned.experiment, assigned.variant.name, assigned.unit
+    versions, rule = routing.candidates(
+        model_ref,
+        task=task,
+        prompt=prompt,
+        max_tokens=body.get("max_tokens"),
+        primary=assigned.variant.model_version if assigned else None,
+    )
     if not versions:
         raise ModelNotFound(f"No {task} model '{model_ref}' is being served.")
     if rule:
         ctx.routing_rule = rule.name
+    ctx.set_version(versions[0])
+    return versions
+
+
+def _answer(ctx, versions, body, *, task, path, prompt, cache_control) -> bytes:
+    """Cache, then admission (reserve, settle), then the upstreams in order."""
+    params = {k: v for k, v in body.items() if k not in ("model", "messages", "input", "stream", "user")}
+    temperature = body.get("temperature")
+    entry = response_cache.entry(
+        ctx,
+        versions[0],
+        task=task,
+        inputs=body.get("messages") or body.get("input"),
+        params=params,
+        # OpenAI's default temperature is 1: only an explicit 0 is deterministic.
+        sampled=task == Task.CHAT and (temperature is None or temperature > 0),
+        cache_control=cache_control,
+    )
+    if (cached := entry.lookup()) is not None:
+        return cached
+    with admission.admitted(ctx, **_estimate(versions, body, prompt)):
+        answer = _first_success(ctx, versions, body, path=path, stream=False)
+    entry.store(answer)
+    return answer
+
+
+def _estimate(versions: list[ModelVersion], body: dict, prompt: str) -> dict:
+    """Upper bounds to reserve: a token is at least one byte of the prompt, plus a few per
+    message, plus the tokens the answer may use; priced at the dearest candidate."""
+    messages = body.get("messages") or []
+    prompt_tokens = len(prompt.encode()) + 4 * len(messages) + 2
+    answer_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 0
+    if messages and not answer_tokens:
+        answer_tokens = settings.GATEWAY_CHAT_MAX_TOKENS_ESTIMATE
+    cost = max(pricing.cost_of(version, prompt_tokens, answer_tokens) for version in versions)
+    return {"tokens": prompt_tokens + answer_tokens, "cost": cost}
+
+
+def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict, *, path: str, stream: bool):
     release_connection()
     all_open = True
     for position, version in enumerate(versions):
@@ -123,7 +197,7 @@ def _count_retry(version: ModelVersion, error: Exception) -> None:
     metrics.UPSTREAM_RETRIES.labels(version.name, version.version, reason).inc()
 
 
-def _relay(ctx, version, response, lines, wants_usage, prompt) -> Iterator[bytes]:
+def _relay(ctx, version, response, lines, wants_usage, prompt, reservation) -> Iterator[bytes]:
     usage = None
     content_chunks = 0
     started = time.perf_counter()
@@ -169,6 +243,7 @@ def _relay(ctx, version, response, lines, wants_usage, prompt) -> Iterator[bytes
         response.release_conn()
         ctx.inference_ms += (time.perf_counter() - started) * 1000  # relaying is waiting on the upstream
         _charge_from_usage(ctx, version, usage or _estimated_usage(prompt, content_chunks))
+        reservation.settle()
 
 
 def _estimated_usage(prompt: str, content_chunks: int) -> dict:

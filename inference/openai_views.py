@@ -27,13 +27,17 @@ class ChatCompletionsView(APIView):
         params.is_valid(raise_exception=True)
         body = {**request.data, "model": params.validated_data.get("model") or settings.GATEWAY_DEFAULT_CHAT}
         ctx = request.ctx
+        user_id = request.headers.get("X-User-ID", "").strip() or None
         if params.validated_data["stream"]:
-            events = llm.chat_stream(ctx, body, prompt=params.prompt_text())
+            events = llm.chat_stream(ctx, body, prompt=params.prompt_text(), user_id=user_id)
             response = StreamingHttpResponse(events, content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"  # let proxies pass each event at once
         else:
-            response = HttpResponse(llm.chat(ctx, body, prompt=params.prompt_text()), content_type="application/json")
+            answer = llm.chat(
+                ctx, body, prompt=params.prompt_text(), user_id=user_id, cache_control=_cache_control(request)
+            )
+            response = HttpResponse(answer, content_type="application/json")
         for name, value in _served_headers(ctx).items():
             response[name] = value
         return response
@@ -48,11 +52,20 @@ class EmbeddingsView(APIView):
         model_ref = params.validated_data.get("model") or settings.GATEWAY_DEFAULT_EMBEDDINGS
         ctx = request.ctx
         version = registry.resolve(model_ref, task=Task.EMBEDDINGS)
+        user_id = request.headers.get("X-User-ID", "").strip() or None
         if version is not None and not version.is_local:
             body = {**request.data, "model": model_ref}
-            return HttpResponse(llm.remote_embeddings(ctx, body), content_type="application/json")
-        version, outputs = services.embed(ctx=ctx, texts=params.validated_data["input"], model_ref=model_ref)
+            answer = llm.remote_embeddings(ctx, body, user_id=user_id, cache_control=_cache_control(request))
+            return HttpResponse(answer, content_type="application/json", headers=_served_headers(ctx))
+        version, outputs = services.embed(
+            ctx=ctx,
+            texts=params.validated_data["input"],
+            model_ref=model_ref,
+            user_id=user_id,
+            cache_control=_cache_control(request),
+        )
         encode = _base64 if params.validated_data["encoding_format"] == "base64" else list
+        tokens = sum(out.input_tokens for out in outputs)  # also on a cache hit, where nothing ran
         return Response(
             {
                 "object": "list",
@@ -61,7 +74,7 @@ class EmbeddingsView(APIView):
                     for i, out in enumerate(outputs)
                 ],
                 "model": version.name,
-                "usage": {"prompt_tokens": ctx.input_tokens, "total_tokens": ctx.input_tokens},
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             },
             headers=_served_headers(ctx),
         )
@@ -85,6 +98,10 @@ class ModelsView(APIView):
                 ],
             }
         )
+
+
+def _cache_control(request) -> str:
+    return request.headers.get("Cache-Control", "")
 
 
 def _base64(vector: list[float]) -> str:

@@ -5,14 +5,20 @@ from inference.models import FallbackStep, ModelVersion, RoutingRule, Status
 
 
 def candidates(
-    model_ref: str, *, task: str, prompt: str = "", max_tokens: int | None = None
+    model_ref: str,
+    *,
+    task: str,
+    prompt: str = "",
+    max_tokens: int | None = None,
+    primary: ModelVersion | None = None,
 ) -> tuple[list[ModelVersion], RoutingRule | None]:
-    """The version to try first (pinned, chosen by a routing rule, or production), then its fallbacks."""
+    """The version to try first (given, e.g. an experiment's variant; pinned; chosen by a
+    routing rule; or production), then its fallbacks."""
     name = model_ref.partition(":")[0]
     rule = None
-    if ":" in model_ref:
+    if primary is None and ":" in model_ref:
         primary = registry.resolve(model_ref, task=task)
-    else:
+    elif primary is None:
         rule = next(
             (
                 r
