@@ -8,7 +8,8 @@ TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
 
-.PHONY: run worker test lint format superuser bench
+
+.PHONY: run worker test lint format superuser bench bench-dashboards vendor-js
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,12 +28,12 @@ run: $(VENV)/.installed
 	trap 'kill $$llm 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/gunicorn --config gunicorn.conf.py gateway.wsgi
 
-# A Celery worker for batch jobs, with beat for the stalled-job check (WORKER_CONCURRENCY
-# processes, TORCH_THREADS each). It needs the web processes' broker and database; without
+# A Celery worker for batch jobs and maintenance (rollups, pruning), with beat for the
+# periodic tasks (WORKER_CONCURRENCY processes, TORCH_THREADS each). It needs the web processes' broker and database; without
 # REDIS_URL jobs run inside the web process and need no worker.
 worker: $(VENV)/.installed
 	@test -n "$(REDIS_URL)" || { echo "Set REDIS_URL and DATABASE_URL to those of the web processes." >&2; exit 1; }
-	TORCH_THREADS=$${TORCH_THREADS:-1} $(BIN)/celery -A gateway worker --beat --loglevel=INFO
+	TORCH_THREADS=$${TORCH_THREADS:-1} $(BIN)/celery -A gateway worker --beat -Q celery,maintenance --loglevel=INFO
 
 # The whole suite against the real PostgreSQL and Redis (DATABASE_URL / REDIS_URL).
 test: $(VENV)/.installed
@@ -53,6 +54,18 @@ format: $(VENV)/.installed
 
 superuser: $(VENV)/.installed
 	$(BIN)/python manage.py createsuperuser
+
+# Dashboard render time at 10k and 1M seeded log rows, in a database of its own
+# (BENCH_DATABASE_URL, default gateway_bench); writes bench/results/dashboards-*.json.
+bench-dashboards: $(VENV)/.installed
+	REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python scripts/bench_dashboards.py
+
+# Re-vendor Chart.js from npm (assets/package-lock.json pins it) into the static files.
+vendor-js:
+	cd assets && npm ci --no-audit --no-fund
+	cp assets/node_modules/chart.js/dist/chart.umd.min.js assets/node_modules/chart.js/LICENSE.md \
+		observability/static/observability/vendor/chartjs/
+	cp assets/node_modules/@kurkle/color/LICENSE.md observability/static/observability/vendor/chartjs/LICENSE-kurkle-color.md
 
 # Throughput and latency under wrk, against PostgreSQL and Redis (docs/benchmarks.md).
 bench: $(VENV)/.installed

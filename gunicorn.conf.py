@@ -5,6 +5,8 @@ not a core; each worker process loads the models once and shares them across its
 """
 
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 worker_class = "gthread"
@@ -19,6 +21,35 @@ keepalive = 5
 # The request log is the access log; gunicorn's own would double the per-request writes.
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 errorlog = "-"
+
+
+# Prometheus multiprocess mode: each worker writes its samples to files in this directory and
+# /metrics (answered by any worker) sums them. It must be set before a worker imports
+# prometheus_client; unless the operator names one, each server gets a directory of its own.
+_OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-prometheus-")
+
+
+def on_starting(server):
+    """Start from an empty metrics directory: files left by an earlier run would be summed in."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for entry in os.scandir(directory):
+        if entry.is_file() and entry.name.endswith(".db"):
+            os.remove(entry.path)
+
+
+def child_exit(server, worker):
+    """A dead worker's counters stay summed; its live-only gauges are dropped."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def post_worker_init(worker):

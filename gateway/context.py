@@ -22,6 +22,8 @@ class RequestContext:
     cost_saved_usd: Decimal = Decimal("0")  # a cache hit's cost had the model run
     error_type: str = ""
     input_text: str = ""
+    # Time spent waiting on a model or upstream; the rest of the latency is the gateway's own.
+    inference_ms: float = 0.0
     input_price_per_1k: Decimal | None = None
     output_price_per_1k: Decimal | None = None
     price_missing: bool = False

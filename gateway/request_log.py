@@ -2,6 +2,7 @@ import logging
 
 from django.conf import settings
 
+from gateway import access_log, metrics
 from gateway.context import RequestContext
 from gateway.models import RequestLog
 
@@ -20,8 +21,14 @@ def client_ip(request) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
+def route_name(request) -> str:
+    """The URL pattern's name: a bounded label, unlike the raw path of an unknown URL."""
+    match = getattr(request, "resolver_match", None)
+    return (match.url_name or match.view_name) if match is not None else "unmatched"
+
+
 def record(ctx: RequestContext, request, status_code: int, latency_ms: float) -> None:
-    """Write the request's row."""
+    """The one place a request's outcome is known: its log row, its metrics, its JSON log line."""
     write(
         ctx,
         method=request.method,
@@ -30,6 +37,19 @@ def record(ctx: RequestContext, request, status_code: int, latency_ms: float) ->
         status_code=status_code,
         latency_ms=latency_ms,
     )
+    endpoint = route_name(request)
+    try:
+        metrics.observe_request(ctx, endpoint=endpoint, status_code=status_code, latency_ms=latency_ms)
+        access_log.log_request(
+            ctx,
+            method=request.method,
+            path=request.path[:200],
+            endpoint=endpoint,
+            status_code=status_code,
+            latency_ms=latency_ms,
+        )
+    except Exception:
+        logger.exception("Could not record the metrics of %s", ctx.request_id)
 
 
 def write(ctx: RequestContext, **fields) -> None:

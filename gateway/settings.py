@@ -34,14 +34,17 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "django_prometheus",
     "gateway",
     "inference",
     "inference.batches",
     "experiments",
+    "observability",
 ]
 
 MIDDLEWARE = [
     "gateway.middleware.RequestLogMiddleware",
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -50,6 +53,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "gateway.urls"
@@ -260,6 +264,40 @@ GATEWAY_KEY_LAST_USED_RESOLUTION_S = 60
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "gateway.access_log.JsonFormatter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "json_console": {"class": "logging.StreamHandler", "formatter": "json"},
+    },
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        # One JSON line per API request (gateway/access_log.py); GATEWAY_ACCESS_LOG=false silences it.
+        "gateway.access": {
+            "handlers": ["json_console"],
+            "level": "INFO" if env.bool("GATEWAY_ACCESS_LOG", default=True) else "WARNING",
+            "propagate": False,
+        },
+    },
 }
+
+# Observability (issue 8): rollups for the dashboards, raw-log retention, /metrics.
+# Beat (one per deployment) sends the rollup refresh every minute and the raw-log pruning
+# hourly; their queue is their own (a `-Q maintenance` worker), so a backlog of batch jobs
+# never delays them.
+CELERY_BEAT_SCHEDULE |= {
+    "refresh-rollups": {"task": "observability.tasks.refresh_rollups", "schedule": 60.0},
+    "prune-request-log": {"task": "observability.tasks.prune_request_log", "schedule": 3600.0},
+}
+CELERY_TASK_ROUTES = {"observability.tasks.*": {"queue": "maintenance"}}
+# Raw RequestLog rows older than this are deleted once rolled up (0 keeps them forever);
+# the rollups, a few rows per hour, are kept.
+GATEWAY_REQUEST_LOG_RETENTION_DAYS = env.int("GATEWAY_REQUEST_LOG_RETENTION_DAYS", default=90)
+# Rows per DELETE: each batch is its own short transaction, so pruning never holds long locks.
+GATEWAY_REQUEST_LOG_PRUNE_BATCH = env.int("GATEWAY_REQUEST_LOG_PRUNE_BATCH", default=5000)
+# With no scheduler running (the embedded default runs tasks eagerly), opening a dashboard
+# refreshes the rollups first, at most once a minute.
+GATEWAY_REFRESH_ROLLUPS_ON_VIEW = env.bool("GATEWAY_REFRESH_ROLLUPS_ON_VIEW", default=CELERY_TASK_ALWAYS_EAGER)
+# Bearer token Prometheus must send to /metrics; empty leaves /metrics open (firewall it).
+GATEWAY_METRICS_TOKEN = env("GATEWAY_METRICS_TOKEN", default="")
+# Celery queues whose backlog /metrics reports as gateway_batch_queue_depth.
+GATEWAY_METRICS_CELERY_QUEUES = env.list("GATEWAY_METRICS_CELERY_QUEUES", default=["celery", "maintenance"])

@@ -3,7 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from experiments.views import FeedbackView
-from gateway import health
+from gateway import health, metrics_export
 from inference import openai_views
 from inference.views import EmbeddingsView, PredictView
 
@@ -25,5 +25,8 @@ urlpatterns = [
     path("predict", PredictView.as_view(), name="seed-predict"),
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
+    path("metrics", metrics_export.metrics_view, name="metrics"),
+    # Before the admin's own URLs, whose catch-all would answer first.
+    path("admin/dashboards/", include("observability.urls")),
     path("admin/", admin.site.urls),
 ]

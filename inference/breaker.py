@@ -13,11 +13,14 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
+from gateway import metrics
+
 logger = logging.getLogger(__name__)
 
 
 class Breaker:
     def __init__(self, version_pk: int):
+        self._version_pk = version_pk
         prefix = f"breaker:{version_pk}"
         self._failures, self._opened_at, self._probe = f"{prefix}:failures", f"{prefix}:opened", f"{prefix}:probe"
 
@@ -38,7 +41,10 @@ class Breaker:
 
     def record_success(self) -> None:
         if self.state() != "closed" or self._get(self._failures):
+            was_open = self._get(self._opened_at) is not None
             self._safely(lambda: cache.delete_many([self._failures, self._opened_at, self._probe]), None)
+            if was_open:
+                self._report(is_open=False)
 
     def record_failure(self) -> None:
         def _count():
@@ -55,6 +61,18 @@ class Breaker:
         cache.set(self._opened_at, time.time(), timeout=None)
         cache.delete_many([self._probe, self._failures])
         logger.warning("Circuit breaker %s opened for %.0fs", self._opened_at, settings.BREAKER_COOLDOWN_S)
+        self._report(is_open=True)
+
+    def _report(self, *, is_open: bool) -> None:
+        """The state for Prometheus (gateway_circuit_breaker_open), on each transition only."""
+        from inference.models import ModelVersion
+
+        try:
+            names = ModelVersion.objects.filter(pk=self._version_pk).values_list("name", "version").first()
+            if names:
+                metrics.BREAKER_OPEN.labels(*names).set(1 if is_open else 0)
+        except Exception:
+            logger.warning("Could not report breaker %s to the metrics", self._opened_at, exc_info=True)
 
     def _get(self, key):
         return self._safely(lambda: cache.get(key), None)

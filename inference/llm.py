@@ -13,7 +13,7 @@ from django.conf import settings
 from rest_framework.exceptions import PermissionDenied, ValidationError
 
 from experiments import routing as experiment_routing
-from gateway import admission, response_cache
+from gateway import admission, metrics, response_cache
 from gateway.context import RequestContext
 from gateway.db import release_connection
 from gateway.errors import ModelNotFound, UpstreamFailed, UpstreamUnavailable
@@ -142,8 +142,13 @@ def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict
         ctx.set_version(version)
         ctx.provider = version.provider.name
         payload = json.dumps({**body, "model": version.upstream_model}).encode()
+        started = time.perf_counter()
         try:
-            result = upstream.with_retries(version.provider, partial(_attempt, ctx, version, path, payload, stream))
+            result = upstream.with_retries(
+                version.provider,
+                partial(_attempt, ctx, version, path, payload, stream),
+                on_retry=partial(_count_retry, version),
+            )
         except upstream.UpstreamRejected as exc:
             ctx.route.append(f"{version}: rejected the request")
             raise ValidationError({"upstream": [str(exc)]}) from exc
@@ -152,6 +157,9 @@ def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict
             ctx.route.append(f"{version}: {exc}")
             logger.warning("Upstream version %s failed: %s", version, exc)
             continue
+        finally:
+            # Attempts and backoff waits are the upstream's share of the latency, not the gateway's.
+            ctx.inference_ms += (time.perf_counter() - started) * 1000
         breaker.record_success()
         ctx.route.append(f"{version}: ok")
         ctx.fallback_used = position > 0
@@ -184,9 +192,15 @@ def _attempt(ctx: RequestContext, version: ModelVersion, path: str, payload: byt
     raise upstream.UpstreamError(f"{version.provider}: stream ended before its first event")
 
 
+def _count_retry(version: ModelVersion, error: Exception) -> None:
+    reason = str(error.status) if getattr(error, "status", None) else "connection"
+    metrics.UPSTREAM_RETRIES.labels(version.name, version.version, reason).inc()
+
+
 def _relay(ctx, version, response, lines, wants_usage, prompt, reservation) -> Iterator[bytes]:
     usage = None
     content_chunks = 0
+    started = time.perf_counter()
     try:
         finished = False
         for line in lines:
@@ -227,6 +241,7 @@ def _relay(ctx, version, response, lines, wants_usage, prompt, reservation) -> I
         yield b"data: " + json.dumps(error).encode() + b"\n\n"
     finally:
         response.release_conn()
+        ctx.inference_ms += (time.perf_counter() - started) * 1000  # relaying is waiting on the upstream
         _charge_from_usage(ctx, version, usage or _estimated_usage(prompt, content_chunks))
         reservation.settle()
 

@@ -6,6 +6,7 @@ minute are checked before the view runs (gateway/rate_limits.py, a DRF throttle)
 """
 
 import logging
+import time
 from dataclasses import asdict
 
 from django.conf import settings
@@ -116,12 +117,15 @@ def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list
     except Exception as exc:
         logger.exception("Could not load %s", version)
         raise ModelUnavailable(f"The model {version} could not be loaded.") from exc
+    started = time.perf_counter()
     try:
         outputs = batcher.submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
     except Overloaded as exc:
         raise ModelUnavailable(str(exc)) from exc
     except Exception as exc:
         raise ModelFailed() from exc
+    finally:
+        ctx.inference_ms += (time.perf_counter() - started) * 1000
     pricing.charge(
         ctx,
         version,

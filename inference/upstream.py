@@ -70,8 +70,9 @@ def post(provider: Provider, path: str, body: bytes, *, stream: bool = False) ->
     )
 
 
-def with_retries(provider: Provider, attempt):
-    """Run `attempt()` with exponential backoff and jitter, honouring Retry-After.
+def with_retries(provider: Provider, attempt, on_retry=None):
+    """Run `attempt()` with exponential backoff and jitter, honouring Retry-After;
+    `on_retry(error)` is called before each retry.
 
     The only retry loop on the path: the SDK's and urllib3's own retries are off.
     """
@@ -79,6 +80,7 @@ def with_retries(provider: Provider, attempt):
         stop=stop_after_attempt(provider.max_retries + 1),
         wait=_wait,
         retry=retry_if_exception(lambda exc: isinstance(exc, UpstreamError) and exc.retryable),
+        before_sleep=(lambda state: on_retry(state.outcome.exception())) if on_retry else None,
         reraise=True,
     )(attempt)
 

@@ -12,7 +12,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from gateway.celery import app as celery_app
-from tests.factories import APIKeyFactory, ProviderFactory
+from tests.factories import APIKeyFactory, ProviderFactory, StaffUserFactory
 from tests.servers import celery_worker, served_database_url
 from tests.standin_upstream import StandinUpstream
 from tests.windows import wait_for_window_room
@@ -47,6 +47,19 @@ def client():
 @pytest.fixture
 def authed(client, api_key):
     client.credentials(HTTP_X_API_KEY=api_key.plaintext)
+    return client
+
+
+@pytest.fixture
+def staff_user(db):
+    return StaffUserFactory()
+
+
+@pytest.fixture
+def staff_client(staff_user):
+    """A browser-like client logged into the admin as a staff user (not a superuser)."""
+    client = Client()
+    client.force_login(staff_user)
     return client
 
 

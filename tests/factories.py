@@ -38,6 +38,23 @@ class APIKeyFactory(factory.django.DjangoModelFactory):
         return key
 
 
+class StaffUserFactory(factory.django.DjangoModelFactory):
+    """An operator who may open the admin (staff), with the password STAFF_PASSWORD."""
+
+    class Meta:
+        model = get_user_model()
+
+    username = factory.Sequence(lambda n: f"operator-{n}")
+    is_staff = True
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        return model_class.objects.create_user(*args, password=STAFF_PASSWORD, **kwargs)
+
+
+STAFF_PASSWORD = "operator-password"
+
+
 class ProviderFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Provider
