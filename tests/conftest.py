@@ -1,3 +1,4 @@
+import os
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,8 +18,10 @@ from tests.servers import celery_worker, served_database_url
 from tests.standin_upstream import StandinUpstream
 from tests.windows import wait_for_window_room
 
-# The shared development data set, beside the project (../shared/data), never inside it.
-SST2_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "train.tsv"
+# The shared development data set, beside the project (../shared/data, or SHARED_DATA_DIR),
+# never inside it.
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SST2_TRAIN = SHARED_DATA / "sst2" / "train.tsv"
 
 
 @pytest.fixture(autouse=True)
