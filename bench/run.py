@@ -22,7 +22,8 @@ os.environ.update(
     DATABASE_URL=os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/gateway_bench"),
     REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"),
 )
-SENTENCES = Path(os.environ.get("BENCH_SENTENCES", ROOT.parent / "shared/data/sst2/train.tsv"))
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR", ROOT.parent / "shared/data"))
+SENTENCES = Path(os.environ.get("BENCH_SENTENCES", SHARED_DATA / "sst2/train.tsv"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
 SLICE = 5000  # sentences per classification scenario: more than one run can send, none repeated
 
