@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from inference import llm, registry, services
 from inference.models import ModelVersion, RoutingRule, Status, Task
 from inference.openai_serializers import ChatCompletionRequest, EmbeddingRequest
+from inference.views import cache_control_of, user_id_of
 
 
 def _served_headers(ctx) -> dict:
@@ -27,7 +28,7 @@ class ChatCompletionsView(APIView):
         params.is_valid(raise_exception=True)
         body = {**request.data, "model": params.validated_data.get("model") or settings.GATEWAY_DEFAULT_CHAT}
         ctx = request.ctx
-        user_id = request.headers.get("X-User-ID", "").strip() or None
+        user_id = user_id_of(request)
         if params.validated_data["stream"]:
             events = llm.chat_stream(ctx, body, prompt=params.prompt_text(), user_id=user_id)
             response = StreamingHttpResponse(events, content_type="text/event-stream")
@@ -35,7 +36,7 @@ class ChatCompletionsView(APIView):
             response["X-Accel-Buffering"] = "no"  # let proxies pass each event at once
         else:
             answer = llm.chat(
-                ctx, body, prompt=params.prompt_text(), user_id=user_id, cache_control=_cache_control(request)
+                ctx, body, prompt=params.prompt_text(), user_id=user_id, cache_control=cache_control_of(request)
             )
             response = HttpResponse(answer, content_type="application/json")
         for name, value in _served_headers(ctx).items():
@@ -52,17 +53,17 @@ class EmbeddingsView(APIView):
         model_ref = params.validated_data.get("model") or settings.GATEWAY_DEFAULT_EMBEDDINGS
         ctx = request.ctx
         version = registry.resolve(model_ref, task=Task.EMBEDDINGS)
-        user_id = request.headers.get("X-User-ID", "").strip() or None
+        user_id = user_id_of(request)
         if version is not None and not version.is_local:
             body = {**request.data, "model": model_ref}
-            answer = llm.remote_embeddings(ctx, body, user_id=user_id, cache_control=_cache_control(request))
+            answer = llm.remote_embeddings(ctx, body, user_id=user_id, cache_control=cache_control_of(request))
             return HttpResponse(answer, content_type="application/json", headers=_served_headers(ctx))
         version, outputs = services.embed(
             ctx=ctx,
             texts=params.validated_data["input"],
             model_ref=model_ref,
             user_id=user_id,
-            cache_control=_cache_control(request),
+            cache_control=cache_control_of(request),
         )
         encode = _base64 if params.validated_data["encoding_format"] == "base64" else list
         tokens = sum(out.input_tokens for out in outputs)  # also on a cache hit, where nothing ran
@@ -98,10 +99,6 @@ class ModelsView(APIView):
                 ],
             }
         )
-
-
-def _cache_control(request) -> str:
-    return request.headers.get("Cache-Control", "")
 
 
 def _base64(vector: list[float]) -> str:

@@ -17,8 +17,8 @@ class PredictView(APIView):
             ctx=request.ctx,
             text=params.validated_data["text"],
             model_ref=params.validated_data.get("model"),
-            user_id=_user_id(request),
-            cache_control=request.headers.get("Cache-Control", ""),
+            user_id=user_id_of(request),
+            cache_control=cache_control_of(request),
         )
         return Response(
             {
@@ -44,8 +44,8 @@ class EmbeddingsView(APIView):
             ctx=ctx,
             texts=params.validated_data["input"],
             model_ref=params.validated_data.get("model"),
-            user_id=_user_id(request),
-            cache_control=request.headers.get("Cache-Control", ""),
+            user_id=user_id_of(request),
+            cache_control=cache_control_of(request),
         )
         # The input's tokens, also on a cache hit (where the log row counts none: nothing ran).
         tokens = sum(out.input_tokens for out in outputs)
@@ -66,6 +66,11 @@ class EmbeddingsView(APIView):
         )
 
 
-def _user_id(request) -> str | None:
+def user_id_of(request) -> str | None:
     """The experiment unit the caller names (X-User-ID); without it, the API key is the unit."""
     return request.headers.get("X-User-ID", "").strip() or None
+
+
+def cache_control_of(request) -> str:
+    """The client's Cache-Control (no-cache skips the response cache's lookup, no-store its store)."""
+    return request.headers.get("Cache-Control", "")
