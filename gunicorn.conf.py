@@ -14,6 +14,10 @@ workers = int(os.environ.get("WEB_WORKERS", "2"))
 # Threads mostly wait (on a model's batch or an upstream): 160 per worker held 0.92 of ideal
 # at 256 concurrent slow upstream calls (../shared/MEASUREMENTS.md).
 threads = int(os.environ.get("WEB_THREADS", "160"))
+# PyTorch threads per worker: the cores shared out, so the workers' forward passes do not
+# oversubscribe them (2 workers x 1 thread served 20% more classifications than 2 x 2 on 2
+# cores in `make bench`; docs/benchmarks.md).
+os.environ.setdefault("TORCH_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 # A slow upstream call may take a minute; the worker must not be killed meanwhile.
 timeout = int(os.environ.get("WEB_TIMEOUT", "120"))
 graceful_timeout = 30

@@ -239,7 +239,8 @@ EXPERIMENT_BACKGROUND_WORKERS = env.int("EXPERIMENT_BACKGROUND_WORKERS", default
 EXPERIMENT_BACKGROUND_QUEUE = env.int("EXPERIMENT_BACKGROUND_QUEUE", default=64)
 # Each process checks a running experiment's guardrail at most this often.
 EXPERIMENT_GUARDRAIL_INTERVAL_S = env.float("EXPERIMENT_GUARDRAIL_INTERVAL_S", default=10.0)
-# PyTorch threads per process; with W web workers on C cores, C / W is the usual choice.
+# PyTorch threads per process (0: PyTorch's default, one per core); gunicorn.conf.py sets
+# C / W for W web workers on C cores unless this is set.
 TORCH_THREADS = env.int("TORCH_THREADS", default=0)
 # Rate limits for keys whose key and team set none; 0 means no limit (gateway/rate_limits.py).
 GATEWAY_DEFAULT_LIMITS = {
