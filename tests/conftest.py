@@ -13,7 +13,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from gateway.celery import app as celery_app
-from tests.factories import APIKeyFactory, ProviderFactory, StaffUserFactory
+from inference.models import FallbackChain, FallbackStep
+from tests.factories import APIKeyFactory, ChatVersionFactory, ProviderFactory, StaffUserFactory
 from tests.servers import celery_worker, served_database_url
 from tests.standin_upstream import StandinUpstream
 from tests.windows import wait_for_window_room
@@ -87,6 +88,21 @@ def standin(_standin_server, monkeypatch, settings):
 @pytest.fixture
 def provider(standin, db):
     return ProviderFactory(name="standin", base_url=standin.url)
+
+
+@pytest.fixture
+def gpt(provider):
+    """A production chat version `gpt:a` on the stand-in provider."""
+    return ChatVersionFactory(name="gpt", version="a", provider=provider)
+
+
+@pytest.fixture
+def backup(provider, gpt):
+    """`gpt-backup:b`, tried after `gpt` fails (its fallback chain)."""
+    version = ChatVersionFactory(name="gpt-backup", version="b", provider=provider)
+    chain = FallbackChain.objects.create(model_name="gpt")
+    FallbackStep.objects.create(chain=chain, position=1, version=version)
+    return version
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from decimal import Decimal
 import pytest
 
 from gateway.models import RequestLog
-from inference.models import FallbackChain, FallbackStep
 from tests.factories import ChatVersionFactory
 
 CHAT = "/v1/chat/completions"
@@ -17,19 +16,6 @@ def _ask(client, text="hello there", model="gpt", **extra):
 
 def _row():
     return RequestLog.objects.get()
-
-
-@pytest.fixture
-def gpt(provider):
-    return ChatVersionFactory(name="gpt", version="a", provider=provider)
-
-
-@pytest.fixture
-def backup(provider, gpt):
-    version = ChatVersionFactory(name="gpt-backup", version="b", provider=provider)
-    chain = FallbackChain.objects.create(model_name="gpt")
-    FallbackStep.objects.create(chain=chain, position=1, version=version)
-    return version
 
 
 def test_completion_is_passed_through_and_costed_from_usage(authed, gpt, standin):

@@ -1,15 +1,6 @@
 import json
 
-import pytest
-
 from gateway.models import RequestLog
-from inference.models import FallbackChain, FallbackStep
-from tests.factories import ChatVersionFactory
-
-
-@pytest.fixture
-def gpt(provider):
-    return ChatVersionFactory(name="gpt", version="a", provider=provider)
 
 
 def _stream(client, text="one two three", **extra):
@@ -78,10 +69,7 @@ def test_stream_failing_before_first_byte_is_retried(authed, gpt, standin):
     assert RequestLog.objects.get().attempts == 2
 
 
-def test_stream_falls_back_before_first_byte(authed, gpt, provider, standin):
-    backup = ChatVersionFactory(name="gpt-backup", version="b", provider=provider)
-    chain = FallbackChain.objects.create(model_name="gpt")
-    FallbackStep.objects.create(chain=chain, position=1, version=backup)
+def test_stream_falls_back_before_first_byte(authed, gpt, backup, standin):
     standin.script("upstream-a", [{"status": 500}] * 3)
 
     response, events = _stream(authed)

@@ -2,15 +2,8 @@
 
 from decimal import Decimal
 
-import pytest
-
 from gateway.models import RequestLog
 from tests.factories import APIKeyFactory, ChatVersionFactory, started_experiment
-
-
-@pytest.fixture
-def gpt(provider):
-    return ChatVersionFactory(name="gpt", version="a", provider=provider)
 
 
 def _ask(client, key, text="hello", **extra):

@@ -5,22 +5,9 @@ import pytest
 
 from gateway.models import RequestLog
 from inference.breaker import Breaker
-from inference.models import FallbackChain, FallbackStep, RoutingRule
+from inference.models import RoutingRule
 from tests.factories import APIKeyFactory, ChatVersionFactory
 from tests.servers import ROOT
-
-
-@pytest.fixture
-def gpt(provider):
-    return ChatVersionFactory(name="gpt", version="a", provider=provider)
-
-
-@pytest.fixture
-def backup(provider, gpt):
-    version = ChatVersionFactory(name="gpt-backup", version="b", provider=provider)
-    chain = FallbackChain.objects.create(model_name="gpt")
-    FallbackStep.objects.create(chain=chain, position=1, version=version)
-    return version
 
 
 def _ask(client, text="hello", model="gpt", **extra):
