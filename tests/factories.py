@@ -141,3 +141,15 @@ class UserFactory(factory.django.DjangoModelFactory):
         django_get_or_create = ("username",)
 
     username = factory.Sequence(lambda n: f"user-{n}")
+
+
+def sentiment_priced_per_request(amount, **changes) -> ModelVersion:
+    """The default sentiment version at `amount` USD a request and nothing per token, so a
+    request's cost (and its estimate) is exactly `amount`; `changes` set other fields too."""
+    version = ModelVersion.objects.get(name="sentiment", status=Status.PRODUCTION)
+    version.cost_per_request = Decimal(amount)
+    version.input_cost_per_1k = version.output_cost_per_1k = 0
+    for field, value in changes.items():
+        setattr(version, field, value)
+    version.save()
+    return version

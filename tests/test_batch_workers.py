@@ -13,7 +13,7 @@ from gateway.models import RequestLog
 from inference.batches.models import BatchItem, BatchJob, ItemStatus, JobStatus
 from inference.batches.services import LOG_METHOD
 from inference.batches.tasks import process_batch_chunk
-from inference.models import ModelVersion, Status
+from tests.factories import sentiment_priced_per_request
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_models")]
 
@@ -33,11 +33,7 @@ def expected_label(index: int) -> str:
 
 @pytest.fixture(autouse=True)
 def priced_sentiment(default_models):
-    version = ModelVersion.objects.get(name="sentiment", status=Status.PRODUCTION)
-    version.cost_per_request = PRICE_PER_ITEM
-    version.input_cost_per_1k = version.output_cost_per_1k = 0  # per item only
-    version.save()
-    return version
+    return sentiment_priced_per_request(PRICE_PER_ITEM)
 
 
 def submit(client, texts) -> str:

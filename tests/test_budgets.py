@@ -11,7 +11,7 @@ from gateway import budgets
 from gateway.models import BudgetAlert, BudgetPeriod, RequestLog
 from inference.backends.encoder import most_tokens
 from inference.models import ModelVersion
-from tests.factories import APIKeyFactory, TeamFactory
+from tests.factories import APIKeyFactory, TeamFactory, sentiment_priced_per_request
 
 pytestmark = pytest.mark.usefixtures("default_models")
 
@@ -22,11 +22,7 @@ CENT = Decimal("0.01")
 @pytest.fixture
 def priced():
     """The sentiment model at one cent a request, nothing per token: estimates are exact."""
-    version = ModelVersion.objects.get(name="sentiment")
-    version.cost_per_request = CENT
-    version.input_cost_per_1k = version.output_cost_per_1k = 0
-    version.save()
-    return version
+    return sentiment_priced_per_request(CENT)
 
 
 def _predict(client, key, text):

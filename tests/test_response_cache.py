@@ -6,8 +6,8 @@ from django.test import override_settings
 from gateway import response_cache
 from gateway.context import RequestContext
 from gateway.models import RequestLog
-from inference.models import CacheScope, ModelVersion
-from tests.factories import APIKeyFactory, ModelVersionFactory, TeamFactory
+from inference.models import CacheScope
+from tests.factories import APIKeyFactory, ModelVersionFactory, TeamFactory, sentiment_priced_per_request
 
 pytestmark = pytest.mark.usefixtures("default_models")
 
@@ -16,11 +16,7 @@ PREDICT = "/api/v1/predict"
 
 @pytest.fixture
 def sentiment():
-    version = ModelVersion.objects.get(name="sentiment")
-    version.cost_per_request = Decimal("0.002")
-    version.input_cost_per_1k = version.output_cost_per_1k = 0  # per request only
-    version.save()
-    return version
+    return sentiment_priced_per_request("0.002")
 
 
 def _predict(client, key, body=None, **headers):

@@ -3,18 +3,14 @@ from decimal import Decimal
 import pytest
 
 from gateway.models import APIKey, BudgetAlert, Team
-from inference.models import ModelVersion
-from tests.factories import APIKeyFactory, TeamFactory
+from tests.factories import APIKeyFactory, TeamFactory, sentiment_priced_per_request
 
 pytestmark = pytest.mark.usefixtures("default_models")
 
 
 @pytest.fixture
 def priced():
-    version = ModelVersion.objects.get(name="sentiment")
-    version.cost_per_request = Decimal("0.01")
-    version.input_cost_per_1k = version.output_cost_per_1k = 0  # per request only
-    version.save()
+    sentiment_priced_per_request("0.01")
 
 
 def _spend(client, key, count):

@@ -16,8 +16,8 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from gateway.models import RequestLog
-from inference.models import CacheScope, ModelVersion
-from tests.factories import APIKeyFactory, TeamFactory
+from inference.models import CacheScope
+from tests.factories import APIKeyFactory, TeamFactory, sentiment_priced_per_request
 from tests.servers import free_port, gunicorn, http, served_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_models")]
@@ -84,10 +84,7 @@ def test_key_limited_to_n_per_minute_gets_exactly_n_of_3n_concurrent_requests(ga
 
 def test_budget_is_never_overrun_by_50_concurrent_requests(gateways):
     _warm(gateways)
-    version = ModelVersion.objects.get(name="sentiment")
-    version.cost_per_request = Decimal("0.01")
-    version.input_cost_per_1k = version.output_cost_per_1k = 0  # per request only
-    version.save()
+    version = sentiment_priced_per_request("0.01")
     budget = Decimal("0.10")
     key = APIKeyFactory(team=TeamFactory(budget_usd=budget))
 
@@ -129,11 +126,7 @@ def test_key_changes_reach_every_process_on_the_next_request(gateways, roomy_win
 
 
 def test_cached_answers_are_shared_across_processes_within_a_team(gateways):
-    version = ModelVersion.objects.get(name="sentiment")
-    version.cache_scope = CacheScope.TEAM
-    version.cost_per_request = Decimal("0.003")
-    version.input_cost_per_1k = version.output_cost_per_1k = 0  # per request only
-    version.save()
+    sentiment_priced_per_request("0.003", cache_scope=CacheScope.TEAM)
     red, blue = TeamFactory(), TeamFactory()
     first, second = gateways
 
@@ -176,10 +169,7 @@ def own_redis():
 def test_redis_stopped_mid_test_keeps_serving_and_budgets_rebuild_from_the_log(own_redis, roomy_window):
     _needs_services()
     redis_url, servers, start_redis = own_redis
-    version = ModelVersion.objects.get(name="sentiment")
-    version.cost_per_request = Decimal("0.01")
-    version.input_cost_per_1k = version.output_cost_per_1k = 0  # per request only
-    version.save()
+    sentiment_priced_per_request("0.01")
     limited = APIKeyFactory(requests_per_minute=3)
     budgeted = APIKeyFactory(budget_usd=Decimal("0.25"))
     with gunicorn(_env(redis_url, workers=2)) as base:
