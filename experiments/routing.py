@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from experiments import assignment, guardrails
 from experiments.models import Experiment, ExperimentStatus, Variant
+from gateway import snapshot
 from inference.models import Status
 
 
@@ -22,13 +23,7 @@ def unit_of(*, user_id: str | None, key_prefix: str) -> str:
 
 def assign(*, model_name: str, task: str, unit: str, request_id) -> Assignment | None:
     """The variant for this unit if a running experiment covers it; None means production."""
-    variants = list(
-        Variant.objects.filter(
-            experiment__model_name=model_name,
-            experiment__status=ExperimentStatus.RUNNING,
-            model_version__task=task,
-        ).select_related("experiment", "model_version")
-    )
+    variants = snapshot.read(("running_variants", model_name, task), lambda: _running_variants(model_name, task))
     if not variants:
         return None
     experiment = variants[0].experiment
@@ -50,3 +45,13 @@ def assign(*, model_name: str, task: str, unit: str, request_id) -> Assignment |
         and v.model_version.status != Status.ARCHIVED
     )
     return Assignment(experiment, chosen, assignment.unit_digest(unit), shadows)
+
+
+def _running_variants(model_name: str, task: str) -> list[Variant]:
+    return list(
+        Variant.objects.filter(
+            experiment__model_name=model_name,
+            experiment__status=ExperimentStatus.RUNNING,
+            model_version__task=task,
+        ).select_related("experiment", "model_version__provider")
+    )

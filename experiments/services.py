@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from experiments import statistics
 from experiments.models import Experiment, ExperimentStatus, Variant
-from gateway import audit
+from gateway import audit, snapshot
 from gateway.models import AuditAction
 from inference.models import Status
 
@@ -94,6 +94,7 @@ def experiment_start(experiment: Experiment, *, actor: str) -> None:
         raise ExperimentError(f"Another experiment on {experiment.model_name} is running; stop it first.") from None
     if not updated:
         raise ExperimentError(f"{experiment} changed meanwhile; reload and try again.")
+    snapshot.changed()  # a queryset update sends no post_save
     experiment.refresh_from_db()
     _audit_each_version(
         experiment,
@@ -110,6 +111,7 @@ def experiment_pause(experiment: Experiment, *, actor: str, reason: str = "", by
         status=ExperimentStatus.PAUSED, paused_reason=reason
     )
     if updated:
+        snapshot.changed()
         experiment.refresh_from_db()
         _audit_each_version(
             experiment,
@@ -126,6 +128,7 @@ def experiment_stop(experiment: Experiment, *, actor: str, note: str = "") -> bo
         pk=experiment.pk, status__in=[ExperimentStatus.DRAFT, ExperimentStatus.RUNNING, ExperimentStatus.PAUSED]
     ).update(status=ExperimentStatus.STOPPED, stopped_at=timezone.now())
     if updated:
+        snapshot.changed()
         experiment.refresh_from_db()
         _audit_each_version(
             experiment, actor=actor, action=AuditAction.STOP, message=f"Experiment {experiment} stopped{note}"

@@ -2,7 +2,7 @@ import time
 
 from django.conf import settings
 
-from gateway import request_log
+from gateway import request_log, snapshot
 from gateway.context import RequestContext
 from gateway.errors import json_error
 
@@ -14,6 +14,10 @@ class RequestLogMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
+        with snapshot.request_scope():
+            return self._handle(request)
+
+    def _handle(self, request):
         request.ctx = ctx = RequestContext(endpoint=request.path)
         limit = _body_limit(request.path)
         if _declared_length(request) > limit:

@@ -2,7 +2,7 @@ import logging
 
 from django.conf import settings
 
-from gateway import access_log, metrics
+from gateway import access_log, log_writer, metrics
 from gateway.context import RequestContext
 from gateway.models import RequestLog
 
@@ -53,10 +53,10 @@ def record(ctx: RequestContext, request, status_code: int, latency_ms: float) ->
 
 
 def write(ctx: RequestContext, **fields) -> None:
-    """Save one row: a request's, or a shadow answer's (which has no request of its own).
-    A failed write is logged, never turned into a failed answer."""
+    """Hand one row to the log writer: a request's, or a shadow answer's (which has no request
+    of its own). A failed write is logged, never turned into a failed answer."""
     try:
-        log_row(ctx, **fields).save(force_insert=True)
+        log_writer.writer.submit(log_row(ctx, **fields))
     except Exception:
         logger.exception("Could not write the request log row for %s", ctx.request_id)
 

@@ -204,6 +204,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = env(
 GATEWAY_LOGGED_PATH_PREFIXES = ("/api/", "/v1/", "/predict", "/batch_predict", "/batch_result")
 # Off only to measure what the log costs (make bench); every request is logged otherwise.
 GATEWAY_REQUEST_LOG_ENABLED = env.bool("GATEWAY_REQUEST_LOG_ENABLED", default=True)
+# Rows gathered this long are written together by a writer thread per process; 0 writes each
+# on its request's thread. A killed process loses at most this window (gateway/log_writer.py).
+GATEWAY_REQUEST_LOG_BUFFER_S = env.float("GATEWAY_REQUEST_LOG_BUFFER_S", default=0.05)
 # Raw input text is personal data: stored on the log row only when enabled.
 GATEWAY_LOG_REQUEST_TEXT = env.bool("GATEWAY_LOG_REQUEST_TEXT", default=False)
 # Take the client IP from X-Forwarded-For only behind a proxy that sets it.
@@ -261,6 +264,11 @@ RATELIMIT_USE_CACHE = "default"
 RATELIMIT_FAIL_OPEN = GATEWAY_RATE_LIMITS_FAIL_OPEN
 # Skip the last-used write when the stored value is this recent (one UPDATE a minute per key).
 GATEWAY_KEY_LAST_USED_RESOLUTION_S = 60
+# Keys, versions, routing rules, fallbacks and experiments are kept per process between
+# configuration changes (gateway/snapshot.py); that needs the shared cache to say when.
+GATEWAY_SNAPSHOT_ENABLED = env.bool("GATEWAY_SNAPSHOT_ENABLED", default=bool(REDIS_URL))
+# A bound on staleness for changes made around the ORM (SQL, queryset .update()).
+GATEWAY_SNAPSHOT_MAX_AGE_S = env.float("GATEWAY_SNAPSHOT_MAX_AGE_S", default=30.0)
 
 LOGGING = {
     "version": 1,

@@ -23,15 +23,13 @@ class Breaker:
         self._version_pk = version_pk
         prefix = f"breaker:{version_pk}"
         self._failures, self._opened_at, self._probe = f"{prefix}:failures", f"{prefix}:opened", f"{prefix}:probe"
+        self._seen: dict | None = None  # what allow() read, so that a success costs no more round trips
 
     def state(self) -> str:
-        opened_at = self._get(self._opened_at)
-        if opened_at is None:
-            return "closed"
-        return "open" if time.time() < opened_at + settings.BREAKER_COOLDOWN_S else "half-open"
+        return self._state(self._read())
 
     def allow(self) -> bool:
-        state = self.state()
+        state = self._state(self._read())
         if state == "closed":
             return True
         if state == "open":
@@ -40,13 +38,16 @@ class Breaker:
         return self._safely(lambda: cache.add(self._probe, 1, timeout=max(1, int(settings.BREAKER_COOLDOWN_S))), True)
 
     def record_success(self) -> None:
-        if self.state() != "closed" or self._get(self._failures):
-            was_open = self._get(self._opened_at) is not None
-            self._safely(lambda: cache.delete_many([self._failures, self._opened_at, self._probe]), None)
-            if was_open:
-                self._report(is_open=False)
+        seen = self._seen if self._seen is not None else self._read()
+        if seen.get(self._opened_at) is None and not seen.get(self._failures):
+            return  # closed with no failures counted: nothing to reset
+        self._safely(lambda: cache.delete_many([self._failures, self._opened_at, self._probe]), None)
+        if seen.get(self._opened_at) is not None:
+            self._report(is_open=False)
 
     def record_failure(self) -> None:
+        self._seen = None  # what allow() read no longer holds
+
         def _count():
             if cache.get(self._opened_at) is not None:  # the probe failed
                 self._open()
@@ -74,8 +75,16 @@ class Breaker:
         except Exception:
             logger.warning("Could not report breaker %s to the metrics", self._opened_at, exc_info=True)
 
-    def _get(self, key):
-        return self._safely(lambda: cache.get(key), None)
+    def _read(self) -> dict:
+        """The opened-at time and the failure count, in one round trip."""
+        self._seen = self._safely(lambda: cache.get_many([self._opened_at, self._failures]), {})
+        return self._seen
+
+    def _state(self, seen: dict) -> str:
+        opened_at = seen.get(self._opened_at)
+        if opened_at is None:
+            return "closed"
+        return "open" if time.time() < opened_at + settings.BREAKER_COOLDOWN_S else "half-open"
 
     @staticmethod
     def _safely(operation, default):

@@ -32,6 +32,13 @@ def _clean_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _log_rows_written_at_once(settings):
+    """A test's transaction is invisible to the log writer's thread: in-process requests write
+    their rows on their own thread. Servers that tests start buffer them, as in production."""
+    settings.GATEWAY_REQUEST_LOG_BUFFER_S = 0
+
+
 @pytest.fixture
 def default_models(db):
     """The versions `make run` registers on the packaged weights."""

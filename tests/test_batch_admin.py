@@ -62,7 +62,9 @@ def test_retry_failed_action_reruns_only_the_failed_items(operator, client, alic
     assert (job.status, job.succeeded_items, job.failed_items) == (JobStatus.COMPLETED, 2, 1)
     assert "#1: invalid_request" in operator.get(f"{LIST}{job.pk}/change/").content.decode()
     # The operator lets the model take longer texts, then retries the failed item.
-    ModelVersion.objects.filter(name="sentiment").update(max_input_chars=10_000)
+    for version in ModelVersion.objects.filter(name="sentiment"):
+        version.max_input_chars = 10_000
+        version.save()
 
     response = operator.post(LIST, {"action": "retry_failed_items", "_selected_action": [job.pk]}, follow=True)
 

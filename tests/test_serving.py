@@ -3,7 +3,7 @@ from django.db import connection
 
 from gateway.models import RequestLog
 from tests.factories import APIKeyFactory
-from tests.servers import gunicorn, http, served_database_url
+from tests.servers import eventually, gunicorn, http, served_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -29,9 +29,25 @@ def test_gunicorn_serves_predictions_with_models_warm(served):
     )
     assert status == 200
     assert body["label"] == "POSITIVE"
-    row = RequestLog.objects.get(request_id=headers["X-Request-ID"])
+    # The worker's log writer writes its rows within GATEWAY_REQUEST_LOG_BUFFER_S.
+    row = eventually(lambda: RequestLog.objects.filter(request_id=headers["X-Request-ID"]).first())
     assert row.status_code == 200
     assert row.api_key_id == key.pk
+
+
+def test_a_stopping_server_writes_the_log_rows_it_still_holds(default_models):
+    if connection.vendor != "postgresql":
+        pytest.skip("serving tests share the test database with the server: run them on PostgreSQL (make test)")
+    key = APIKeyFactory()
+    # Rows would wait a minute for their batch: only the stop can have written them.
+    env = {"DATABASE_URL": served_database_url(), "WEB_WORKERS": "1", "GATEWAY_REQUEST_LOG_BUFFER_S": "60"}
+    with gunicorn(env) as base:
+        answers = [http("POST", base + "/predict", {"text": "fine"}, {"X-API-Key": key.plaintext}) for _ in range(3)]
+        assert [status for status, _, _ in answers] == [200, 200, 200]
+        assert not RequestLog.objects.filter(api_key=key).exists()
+
+    written = RequestLog.objects.filter(api_key=key).values_list("request_id", flat=True)
+    assert {str(request_id) for request_id in written} == {headers["X-Request-ID"] for _, headers, _ in answers}
 
 
 def test_revoked_key_is_refused_by_the_served_gateway(served):

@@ -1,0 +1,125 @@
+"""Request log rows written in batches, off the request path.
+
+One INSERT per request spent most of its CPU compiling forty columns on the request thread: a
+quarter of a chat request's cost under load (docs/benchmarks.md). Here a request hands its row
+to its process's writer thread, which writes every row gathered within
+GATEWAY_REQUEST_LOG_BUFFER_S in one COPY (PostgreSQL) or one multi-row INSERT.
+
+Rows wait in memory at most that long: a clean stop (gunicorn's worker_exit, interpreter exit)
+writes them first, a killed process loses at most that window (docs/decisions). A full queue
+makes requests write their own rows rather than drop them or grow without bound; a batch that
+fails is retried row by row, so one bad row loses only itself.
+"""
+
+import atexit
+import logging
+import queue
+import threading
+import time
+
+from django.conf import settings
+from django.db import connection, transaction
+from psycopg.types.json import Jsonb
+
+from gateway.db import release_connection
+from gateway.models import RequestLog
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+MAX_QUEUED = 20_000
+
+_FIELDS = [f for f in RequestLog._meta.concrete_fields if not f.primary_key]
+_COPY_SQL = f"COPY {RequestLog._meta.db_table} ({', '.join(f.column for f in _FIELDS)}) FROM STDIN"
+# (attribute, is JSON): psycopg needs JSON values wrapped.
+_COLUMNS = [(f.attname, f.get_internal_type() == "JSONField") for f in _FIELDS]
+_WRITE_NOW = object()  # queued by flush(): write what has gathered without waiting
+
+
+class LogWriter:
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue(maxsize=MAX_QUEUED)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, row: RequestLog) -> None:
+        if settings.GATEWAY_REQUEST_LOG_BUFFER_S <= 0:
+            save(row)
+            return
+        self._ensure_running()
+        try:
+            self._queue.put_nowait(row)
+        except queue.Full:
+            logger.warning("Request log queue full; writing on the request thread")
+            save(row)
+
+    def flush(self) -> None:
+        """Return once every row submitted so far is written."""
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(_WRITE_NOW)  # ends the batch being gathered
+            self._queue.join()
+
+    def _ensure_running(self) -> None:
+        # Checked on every submit: a forked child inherits the object but not the thread.
+        if self._thread is not None and self._thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="request-log-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            taken = self._gather()
+            rows = [item for item in taken if item is not _WRITE_NOW]
+            try:
+                if rows:
+                    write_batch(rows)
+            finally:
+                release_connection()
+                for _ in taken:
+                    self._queue.task_done()
+
+    def _gather(self) -> list:
+        taken = [self._queue.get()]
+        deadline = time.monotonic() + settings.GATEWAY_REQUEST_LOG_BUFFER_S
+        while taken[-1] is not _WRITE_NOW and len(taken) < MAX_BATCH:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                taken.append(self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return taken
+
+
+def write_batch(rows: list[RequestLog]) -> None:
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                _copy(rows)
+            else:
+                RequestLog.objects.bulk_create(rows)
+    except Exception:
+        logger.exception("Could not write a batch of %d request log rows; writing them one by one", len(rows))
+        for row in rows:
+            save(row)
+
+
+def save(row: RequestLog) -> None:
+    """A failed write is logged, never turned into a failed answer."""
+    try:
+        row.save(force_insert=True)
+    except Exception:
+        logger.exception("Could not write the request log row for %s", row.request_id)
+
+
+def _copy(rows: list[RequestLog]) -> None:
+    with connection.cursor() as cursor, cursor.cursor.copy(_COPY_SQL) as copy:
+        for row in rows:
+            copy.write_row([Jsonb(getattr(row, name)) if is_json else getattr(row, name) for name, is_json in _COLUMNS])
+
+
+writer = LogWriter()
+atexit.register(writer.flush)
