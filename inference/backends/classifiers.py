@@ -3,6 +3,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from inference.backends.base import Output
 from inference.backends.encoder import MAX_TOKENS, TextEncoder
+from inference.backends.traced import forward_without_gil
 
 
 def label_outputs(probabilities: torch.Tensor, labels: list[str], token_counts: list[int]) -> list[Output]:
@@ -33,13 +34,14 @@ class SequenceClassifier:
             raise ValueError(f"The version lists {len(labels)} labels but the model has {len(own)}.")
         self.labels = labels or own
         self.max_length = min(self.tokenizer.model_max_length, MAX_TOKENS)
+        self._forward = forward_without_gil(self.model, self.tokenizer, "logits")
 
     def __call__(self, texts) -> list[Output]:
         batch = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         with torch.inference_mode():
-            logits = self.model(**batch).logits
+            logits = self._forward(batch["input_ids"], batch["attention_mask"])
         return label_outputs(logits.softmax(dim=-1), self.labels, batch["attention_mask"].sum(dim=1).tolist())
 
 

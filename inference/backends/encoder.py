@@ -4,6 +4,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from inference.backends.base import Output
+from inference.backends.traced import forward_without_gil
 
 # Longest input the attention of BERT-sized encoders handles; longer inputs are truncated.
 MAX_TOKENS = 512
@@ -25,13 +26,14 @@ class TextEncoder:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.model = AutoModel.from_pretrained(path).eval()
         self.max_length = min(self.tokenizer.model_max_length, MAX_TOKENS)
+        self._forward = forward_without_gil(self.model, self.tokenizer, "last_hidden_state")
 
     def encode(self, texts) -> tuple[torch.Tensor, list[int]]:
         batch = self.tokenizer(
             list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
         with torch.inference_mode():
-            hidden = self.model(**batch).last_hidden_state
+            hidden = self._forward(batch["input_ids"], batch["attention_mask"])
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1), batch["attention_mask"].sum(dim=1).tolist()
