@@ -98,7 +98,9 @@ class APIKeyManager(models.Manager):
     def get_from_key(self, parsed: key_crypto.ParsedKey) -> "APIKey | None":
         """The row a parsed key belongs to, whatever its state; None if unknown or wrong secret."""
         # The team comes in the same query: limits and budgets need it on every request.
-        key = snapshot.read(("api_key", parsed.prefix), self.select_related("team").filter(prefix=parsed.prefix).first)
+        key = snapshot.read(
+            ("api_key", parsed.prefix), lambda: self.select_related("team").filter(prefix=parsed.prefix).first()
+        )
         if key is None or not key_crypto.secret_matches(parsed.secret, key.hashed_secret):
             return None
         return key
