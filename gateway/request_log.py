@@ -10,7 +10,7 @@ logger = logging.getLogger(__name__)
 
 
 def is_logged_path(path: str) -> bool:
-    return settings.GATEWAY_REQUEST_LOG_ENABLED and path.startswith(settings.GATEWAY_LOGGED_PATH_PREFIXES)
+    return path.startswith(settings.GATEWAY_LOGGED_PATH_PREFIXES)
 
 
 def client_ip(request) -> str | None:
@@ -55,6 +55,8 @@ def record(ctx: RequestContext, request, status_code: int, latency_ms: float) ->
 def write(ctx: RequestContext, **fields) -> None:
     """Hand one row to the log writer: a request's, or a shadow answer's (which has no request
     of its own). A failed write is logged, never turned into a failed answer."""
+    if not settings.GATEWAY_REQUEST_LOG_ENABLED:
+        return
     try:
         log_writer.writer.submit(log_row(ctx, **fields))
     except Exception:
