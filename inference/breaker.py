@@ -29,7 +29,7 @@ class Breaker:
         return self._state(self._read())
 
     def allow(self) -> bool:
-        state = self._state(self._read())
+        state = self.state()
         if state == "closed":
             return True
         if state == "open":
