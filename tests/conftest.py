@@ -32,10 +32,21 @@ def _clean_cache():
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _served_log_rows_written_at_once():
+    """Servers and workers that tests start write each log row before answering (a test that
+    wants the buffer sets it in their env). A row still buffered when a test ends would be
+    written during pytest-django's TRUNCATE of the tables, and the two can deadlock (the
+    row's foreign-key check against the TRUNCATE's locks)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GATEWAY_REQUEST_LOG_BUFFER_S", "0")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _log_rows_written_at_once(settings):
     """A test's transaction is invisible to the log writer's thread: in-process requests write
-    their rows on their own thread. Servers that tests start buffer them, as in production."""
+    their rows on their own thread."""
     settings.GATEWAY_REQUEST_LOG_BUFFER_S = 0
 
 

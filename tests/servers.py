@@ -77,17 +77,11 @@ def serving(command: list[str], env: dict, ready_url: str, timeout_s=120):
 
 @contextmanager
 def gunicorn(env: dict, ready_path="/ready", timeout_s=120):
-    """The gateway under gunicorn with the project's gunicorn.conf.py, as `make run` starts it.
-
-    Log rows are written before each answer leaves unless `env` sets a buffer: a row still
-    buffered when the test ends would be written during pytest-django's TRUNCATE of the test
-    database, and the two deadlock (the COPY's foreign-key check against the TRUNCATE's locks).
-    """
+    """The gateway under gunicorn with the project's gunicorn.conf.py, as `make run` starts it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "gateway.wsgi"]
-    env = {"GATEWAY_REQUEST_LOG_BUFFER_S": "0", **env, "BIND": f"127.0.0.1:{port}"}
-    with serving(command, env, base + ready_path, timeout_s):
+    with serving(command, {**env, "BIND": f"127.0.0.1:{port}"}, base + ready_path, timeout_s):
         yield base
 
 
