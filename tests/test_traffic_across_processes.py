@@ -172,10 +172,9 @@ def test_redis_stopped_mid_test_keeps_serving_and_budgets_rebuild_from_the_log(o
     sentiment_priced_per_request("0.01")
     limited = APIKeyFactory(requests_per_minute=3)
     budgeted = APIKeyFactory(budget_usd=Decimal("0.25"))
-    # Rows are written as they are answered (tests/conftest.py): with the production buffer, a
-    # rebuild right after an outage misses the last GATEWAY_REQUEST_LOG_BUFFER_S of spend
-    # (docs/decisions/0008-buffered-request-log.md).
-    env = _env(redis_url, workers=2)
+    # Rows written as they are answered: a rebuild right after an outage would otherwise miss
+    # the last GATEWAY_REQUEST_LOG_BUFFER_S of spend (docs/decisions/0008-buffered-request-log.md).
+    env = {**_env(redis_url, workers=2), "GATEWAY_REQUEST_LOG_BUFFER_S": "0"}
     with gunicorn(env) as base:
         assert [_predict(base, budgeted, "same text")[2]["cached"] for _ in range(2)] == [False, True]
 
