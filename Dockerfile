@@ -25,4 +25,4 @@ USER gateway
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s \
     CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "gateway.wsgi"]
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "config.wsgi"]

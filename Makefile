@@ -25,14 +25,14 @@ run: $(VENV)/.installed
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python manage.py runlocalllm > local-llm.log 2>&1 & llm=$$!; \
 	trap 'kill $$llm 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/gunicorn --config gunicorn.conf.py gateway.wsgi
+	$(BIN)/gunicorn --config gunicorn.conf.py config.wsgi
 
 # A Celery worker for batch jobs and maintenance (rollups, pruning), with beat for the
 # periodic tasks (WORKER_CONCURRENCY processes, TORCH_THREADS each). It needs the web processes' broker and database; without
 # REDIS_URL jobs run inside the web process and need no worker.
 worker: $(VENV)/.installed
 	@test -n "$(REDIS_URL)" || { echo "Set REDIS_URL and DATABASE_URL to those of the web processes." >&2; exit 1; }
-	TORCH_THREADS=$${TORCH_THREADS:-1} $(BIN)/celery -A gateway worker --beat -Q celery,maintenance --loglevel=INFO
+	TORCH_THREADS=$${TORCH_THREADS:-1} $(BIN)/celery -A config worker --beat -Q celery,maintenance --loglevel=INFO
 
 # The whole suite against the real PostgreSQL and Redis (DATABASE_URL / REDIS_URL).
 test: $(VENV)/.installed

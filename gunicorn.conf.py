@@ -75,7 +75,7 @@ def worker_exit(server, worker):
     """Finish the shadow answers and guardrail checks this worker accepted, then write the
     request log rows it still holds, before it goes."""
     from experiments import background
-    from gateway.log_writer import writer
+    from gateway.record.log_writer import writer
 
     background.shutdown()
     writer.flush()

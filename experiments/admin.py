@@ -8,8 +8,8 @@ from django.utils.html import format_html
 
 from experiments import services, statistics
 from experiments.models import Experiment, ExperimentStatus, Feedback, Variant
-from gateway import audit
 from gateway.admin import AuditEventInline
+from gateway.record import audit
 
 
 class VariantFormSet(forms.BaseInlineFormSet):

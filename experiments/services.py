@@ -7,8 +7,9 @@ from django.utils import timezone
 
 from experiments import statistics
 from experiments.models import Experiment, ExperimentStatus, Variant
-from gateway import audit, snapshot
+from gateway.caching import snapshot
 from gateway.models import AuditAction
+from gateway.record import audit
 from inference.models import Status
 
 # Significance a variant needs to be called the winner (two-sided, positive-outcome rate).

@@ -9,8 +9,8 @@ from django.conf import settings
 
 from experiments import background
 from experiments.models import Experiment, Variant
-from gateway import request_log
-from gateway.context import RequestContext
+from gateway.record import request_log
+from gateway.record.context import RequestContext
 from inference import pool
 from inference.batching import Overloaded
 from inference.pricing import cost_of

@@ -3,7 +3,7 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.html import format_html
 
-from gateway import usage
+from gateway.limits import usage
 from gateway.models import APIKey, AuditEvent, BudgetAlert, RequestLog, Team
 
 _LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "budget_usd", "budget_period", "budget_alert_percent")
@@ -215,7 +215,7 @@ class RequestLogAdmin(admin.ModelAdmin):
 
 @admin.register(BudgetAlert)
 class BudgetAlertAdmin(admin.ModelAdmin):
-    """Read-only: alerts are raised by traffic (gateway/budgets.py), once per owner and period."""
+    """Read-only: alerts are raised by traffic (gateway/limits/budgets.py), once per owner and period."""
 
     list_display = ("created_at", "api_key", "team", "period_start", "threshold_percent", "spent_usd", "budget_usd")
     list_filter = ("team", "period_start")

@@ -1,7 +1,7 @@
 from django.apps import AppConfig, apps
 from django.db.models.signals import post_delete, post_save
 
-# What gateway/snapshot.py keeps per process: a save or delete of any of these starts a new
+# What gateway/caching/snapshot.py keeps per process: a save or delete of any of these starts a new
 # configuration generation.
 SNAPSHOT_MODELS = (
     "gateway.APIKey",

@@ -1,11 +1,11 @@
 from django.contrib import admin, messages
 from django.db import models, transaction
 
-from gateway import audit
 from gateway.admin import AuditEventInline
 from gateway.models import AuditAction
+from gateway.record import audit
 from inference.models import FallbackChain, FallbackStep, ModelVersion, Provider, RoutingRule, Status, TrainingRun
-from inference.providers import provider_models
+from inference.provider_calls import provider_models
 from inference.tasks import train_classifier_run
 
 

@@ -13,7 +13,7 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 
-from gateway import metrics
+from gateway.metrics import families
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Breaker:
         try:
             names = ModelVersion.objects.filter(pk=self._version_pk).values_list("name", "version").first()
             if names:
-                metrics.BREAKER_OPEN.labels(*names).set(1 if is_open else 0)
+                families.BREAKER_OPEN.labels(*names).set(1 if is_open else 0)
         except Exception:
             logger.warning("Could not report breaker %s to the metrics", self._opened_at, exc_info=True)
 

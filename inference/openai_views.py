@@ -9,9 +9,10 @@ from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference import llm, registry, services
+from inference import pipeline, registry
 from inference.models import ModelVersion, RoutingRule, Status, Task
 from inference.openai_serializers import ChatCompletionRequest, EmbeddingRequest
+from inference.runners import upstream
 from inference.views import cache_control_of, user_id_of
 
 
@@ -30,12 +31,12 @@ class ChatCompletionsView(APIView):
         ctx = request.ctx
         user_id = user_id_of(request)
         if params.validated_data["stream"]:
-            events = llm.chat_stream(ctx, body, prompt=params.prompt_text(), user_id=user_id)
+            events = upstream.chat_stream(ctx, body, prompt=params.prompt_text(), user_id=user_id)
             response = StreamingHttpResponse(events, content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"  # let proxies pass each event at once
         else:
-            answer = llm.chat(
+            answer = upstream.chat(
                 ctx, body, prompt=params.prompt_text(), user_id=user_id, cache_control=cache_control_of(request)
             )
             response = HttpResponse(answer, content_type="application/json")
@@ -56,9 +57,9 @@ class EmbeddingsView(APIView):
         user_id = user_id_of(request)
         if version is not None and not version.is_local:
             body = {**request.data, "model": model_ref}
-            answer = llm.remote_embeddings(ctx, body, user_id=user_id, cache_control=cache_control_of(request))
+            answer = upstream.remote_embeddings(ctx, body, user_id=user_id, cache_control=cache_control_of(request))
             return HttpResponse(answer, content_type="application/json", headers=_served_headers(ctx))
-        version, outputs = services.embed(
+        version, outputs = pipeline.embed(
             ctx=ctx,
             texts=params.validated_data["input"],
             model_ref=model_ref,

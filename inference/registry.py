@@ -1,4 +1,4 @@
-from gateway import snapshot
+from gateway.caching import snapshot
 from inference.models import ModelVersion, Status
 
 

@@ -18,8 +18,8 @@ import torch
 from django.conf import settings
 from django.utils import timezone
 
-from gateway import audit
 from gateway.models import AuditAction
+from gateway.record import audit
 from inference import registry
 from inference.backends.embedding_head import save_head
 from inference.backends.loading import encoder_for

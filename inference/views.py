@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference import services
+from inference import pipeline
 from inference.serializers import EmbeddingsRequest, PredictRequest, PredictResponse
 
 
@@ -13,7 +13,7 @@ class PredictView(APIView):
     def post(self, request):
         params = PredictRequest(data=request.data)
         params.is_valid(raise_exception=True)
-        version, result = services.classify(
+        version, result = pipeline.classify(
             ctx=request.ctx,
             text=params.validated_data["text"],
             model_ref=params.validated_data.get("model"),
@@ -40,7 +40,7 @@ class EmbeddingsView(APIView):
         params = EmbeddingsRequest(data=request.data)
         params.is_valid(raise_exception=True)
         ctx = request.ctx
-        version, outputs = services.embed(
+        version, outputs = pipeline.embed(
             ctx=ctx,
             texts=params.validated_data["input"],
             model_ref=params.validated_data.get("model"),

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from gateway import budgets
+from gateway.limits import budgets
 from gateway.models import APIKey, Team
 from observability import selectors
 from observability.filters import Filters

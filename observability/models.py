@@ -1,6 +1,6 @@
 from django.db import models
 
-from gateway.metrics import LATENCY_BUCKETS_MS
+from gateway.metrics.families import LATENCY_BUCKETS_MS
 
 # The columns a rollup row is keyed by: one row per hour and combination of these.
 # To add a dimension (variant, provider...): add the same field as RequestLog's here and its

@@ -22,7 +22,7 @@ from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
-from gateway.metrics import LATENCY_BUCKETS_MS
+from gateway.metrics.families import LATENCY_BUCKETS_MS
 from gateway.models import RequestLog
 from observability.models import (
     DIMENSIONS,

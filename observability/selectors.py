@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django.db.models import Max, Q, Sum
 
-from gateway.metrics import LATENCY_BUCKETS_MS
+from gateway.metrics.families import LATENCY_BUCKETS_MS
 from observability.filters import Filters
 from observability.models import FOREIGN_KEYS, LATENCY_BUCKET_COLUMNS, DailyRollup, HourlyRollup
 

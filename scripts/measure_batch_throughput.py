@@ -23,15 +23,15 @@ import django
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from gateway.celery import app  # noqa: E402
-from gateway.context import RequestContext  # noqa: E402
+from config.celery import app  # noqa: E402
 from gateway.models import APIKey, RequestLog  # noqa: E402
+from gateway.record.context import RequestContext  # noqa: E402
 from inference.batches.models import BatchJob, JobStatus  # noqa: E402
 from inference.batches.services import batch_job_submit  # noqa: E402
 

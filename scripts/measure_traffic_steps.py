@@ -15,7 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gateway.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 import django
 
@@ -26,9 +26,9 @@ from django.utils import timezone  # noqa: E402
 from rest_framework.test import APIRequestFactory  # noqa: E402
 
 from gateway import admission, budgets, counters, response_cache  # noqa: E402
-from gateway.context import RequestContext  # noqa: E402
+from gateway.limits.rate_limits import KeyRequestRateThrottle  # noqa: E402
 from gateway.models import APIKey, Team  # noqa: E402
-from gateway.rate_limits import KeyRequestRateThrottle  # noqa: E402
+from gateway.record.context import RequestContext  # noqa: E402
 from inference.models import ModelVersion  # noqa: E402
 
 ROUNDS = 2000

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test import Client
 from rest_framework.test import APIClient
 
-from gateway.celery import app as celery_app
+from config.celery import app as celery_app
 from inference.models import FallbackChain, FallbackStep
 from tests.factories import APIKeyFactory, ChatVersionFactory, ProviderFactory, StaffUserFactory
 from tests.servers import celery_worker, served_database_url

@@ -80,7 +80,7 @@ def gunicorn(env: dict, ready_path="/ready", timeout_s=120):
     """The gateway under gunicorn with the project's gunicorn.conf.py, as `make run` starts it."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "gateway.wsgi"]
+    command = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "config.wsgi"]
     with serving(command, {**env, "BIND": f"127.0.0.1:{port}"}, base + ready_path, timeout_s):
         yield base
 
@@ -118,7 +118,7 @@ def celery_worker(env: dict, log_path: Path, timeout_s=120):
     Its output goes to a file: a pipe nobody reads would fill up and stall the worker. It
     leads its own process group, so that it can be killed with its children.
     """
-    from gateway.celery import app
+    from config.celery import app
 
     hostname = f"test-{uuid.uuid4().hex[:8]}@127.0.0.1"
     command = [sys.executable, "-m", "celery", "-A", "gateway", "worker", "--beat", "--loglevel", "INFO"]

@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from gateway.access_log import JsonFormatter
 from gateway.models import RequestLog
+from gateway.record.access_log import JsonFormatter
 
 pytestmark = pytest.mark.usefixtures("default_models")
 

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from gateway import key_crypto
+from gateway.keys import crypto
 from gateway.models import APIKey
 
 
@@ -16,7 +16,7 @@ def test_created_key_is_returned_once_and_only_its_hash_is_stored():
     prefix, secret = plaintext.removeprefix("gw_").split(".")
     stored = APIKey.objects.filter(pk=key.pk).values().get()
     assert prefix == key.prefix
-    assert stored["hashed_secret"] == key_crypto.hash_secret(secret)
+    assert stored["hashed_secret"] == crypto.hash_secret(secret)
     assert all(secret not in str(value) for value in stored.values())
 
 

@@ -6,8 +6,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIRequestFactory
 
-from gateway.authentication import APIKeyAuthentication
-from gateway.context import RequestContext
+from gateway.keys.authentication import APIKeyAuthentication
+from gateway.record.context import RequestContext
 from tests.factories import APIKeyFactory
 
 pytestmark = pytest.mark.usefixtures("default_models")

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from django.core.cache import cache
 
-from gateway.celery import app as celery_app
+from config.celery import app as celery_app
 from gateway.models import RequestLog
 from inference.batches.models import BatchItem, BatchJob, ItemStatus, JobStatus
 from inference.batches.services import LOG_METHOD

@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.db.models import Sum
 from prometheus_client import REGISTRY
 
-from gateway import budgets
+from gateway.limits import budgets
 from gateway.models import BudgetAlert, BudgetPeriod, RequestLog
 from inference.backends.encoder import most_tokens
 from inference.models import ModelVersion
@@ -116,7 +116,7 @@ def test_alert_is_raised_once_when_spend_crosses_the_threshold(client, priced, c
     key = APIKeyFactory(budget_usd=Decimal("0.05"), budget_alert_percent=50)
     alerts_before = REGISTRY.get_sample_value("gateway_budget_alerts_total", {"scope": "key"}) or 0
 
-    with caplog.at_level(logging.WARNING, logger="gateway.budgets"):
+    with caplog.at_level(logging.WARNING, logger="gateway.limits.budgets"):
         for i in range(2):
             _predict(client, key, f"text {i}")
         assert not BudgetAlert.objects.exists()

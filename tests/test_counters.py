@@ -3,8 +3,8 @@
 import pytest
 from django.test import override_settings
 
-from gateway import counters
-from gateway.counters import Charge, Missing, Refused
+from gateway.limits import counters
+from gateway.limits.counters import Charge, Missing, Refused
 
 
 @pytest.fixture(params=["redis", "local-memory"])

@@ -9,7 +9,7 @@ from django.db.models import Count, Sum
 from django.http import QueryDict
 from django.test import override_settings
 
-from gateway import budgets
+from gateway.limits import budgets
 from gateway.models import RequestLog, Team
 from observability import rollups
 from observability.filters import filter_form

@@ -1,4 +1,4 @@
-"""The request log writer (gateway/log_writer.py): rows handed over are written in batches, none lost."""
+"""The request log writer (gateway/record/log_writer.py): rows handed over are written in batches, none lost."""
 
 import logging
 import uuid
@@ -6,10 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from gateway import request_log
-from gateway.context import RequestContext
-from gateway.log_writer import writer
 from gateway.models import RequestLog
+from gateway.record import request_log
+from gateway.record.context import RequestContext
+from gateway.record.log_writer import writer
 from tests.factories import APIKeyFactory
 
 # The writer's thread has its own connection: it sees only committed rows.
@@ -48,7 +48,7 @@ def test_a_row_the_database_refuses_loses_only_itself(caplog):
     good = [_submit(key) for _ in range(3)]
     bad = _submit(key, status_code=-1)  # violates the column's CHECK (status_code >= 0)
     good.append(_submit(key))
-    with caplog.at_level(logging.ERROR, logger="gateway.log_writer"):
+    with caplog.at_level(logging.ERROR, logger="gateway.record.log_writer"):
         writer.flush()
 
     assert set(RequestLog.objects.filter(api_key=key).values_list("request_id", flat=True)) == set(good)

@@ -7,7 +7,7 @@ from django.db.models import Sum
 from django.test import override_settings
 from django.utils import timezone
 
-from gateway.celery import app
+from config.celery import app
 from gateway.models import RequestLog
 from observability.models import HourlyRollup
 from observability.tasks import prune_request_log, refresh_rollups

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from prometheus_client import Counter, Gauge, Histogram
 
-from gateway import metrics
+from gateway.metrics import families
 from tests.servers import ROOT
 
 PROMETHEUS = ROOT / "prometheus"
@@ -18,7 +18,7 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool is not in
 def _exposed_names() -> set[str]:
     """Every series name the gateway's own metrics expose."""
     names = set()
-    for metric in vars(metrics).values():
+    for metric in vars(families).values():
         if isinstance(metric, Counter):
             names.add(f"{metric._name}_total")
         elif isinstance(metric, Histogram):

@@ -3,9 +3,9 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 
-from gateway import response_cache
-from gateway.context import RequestContext
+from gateway.caching import response_cache
 from gateway.models import RequestLog
+from gateway.record.context import RequestContext
 from inference.models import CacheScope
 from tests.factories import APIKeyFactory, ModelVersionFactory, TeamFactory, sentiment_priced_per_request
 

@@ -9,7 +9,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.db.models import Count, Sum
 
-from gateway.metrics import LATENCY_BUCKETS_MS
+from gateway.metrics.families import LATENCY_BUCKETS_MS
 from gateway.models import RequestLog
 from observability import rollups, selectors
 from observability.filters import Filters

@@ -1,10 +1,10 @@
-"""Configuration kept per process (gateway/snapshot.py): reused between changes, never past one."""
+"""Configuration kept per process (gateway/caching/snapshot.py): reused between changes, never past one."""
 
 import pytest
 from django.core.cache import cache
 from django.test import override_settings
 
-from gateway import snapshot
+from gateway.caching import snapshot
 from gateway.models import RequestLog
 from inference import registry
 from inference.models import Status, Task

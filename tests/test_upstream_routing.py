@@ -87,7 +87,7 @@ def test_breaker_state_is_shared_with_other_processes(gpt, fragile):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "gateway.settings"},
+        env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "config.settings"},
     )
 
     assert other.stdout.strip() == "open", other.stderr

@@ -4,7 +4,7 @@ import time
 
 from django_ratelimit.core import get_usage
 
-from gateway import rate_limits
+from gateway.limits import rate_limits
 
 
 def seconds_left(key) -> float:

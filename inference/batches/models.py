@@ -3,7 +3,7 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from gateway import key_crypto
+from gateway.keys import crypto
 from gateway.models import APIKey
 from inference.models import ModelVersion, Task
 
@@ -36,7 +36,7 @@ class BatchJob(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     api_key = models.ForeignKey(APIKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="batch_jobs")
     # Kept apart from the FK so the job still says which key once the key is deleted.
-    key_prefix = models.CharField(max_length=key_crypto.PREFIX_LENGTH, blank=True)
+    key_prefix = models.CharField(max_length=crypto.PREFIX_LENGTH, blank=True)
     task = models.CharField(max_length=32, choices=BATCH_TASKS)
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="batch_jobs"

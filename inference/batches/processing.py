@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from django.db import InterfaceError, OperationalError, connection
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 
-from gateway.context import RequestContext
-from gateway.errors import ModelNotFound, ModelUnavailable, error_type_of
-from inference import services
+from gateway.api.errors import ModelNotFound, ModelUnavailable, error_type_of
+from gateway.record.context import RequestContext
+from inference import pipeline
 from inference.batches.models import BatchItem, BatchJob, ItemStatus
 from inference.models import Task
 
@@ -76,9 +76,9 @@ def _infer(job: BatchJob, ctx: RequestContext, text: str) -> dict:
     if not text.strip():  # what the API's serializers refuse before routing
         raise ValidationError({"text": ["This field may not be blank."]})
     if job.task == Task.EMBEDDINGS:
-        _, (output,) = services.embed(ctx=ctx, texts=[text], model_ref=job.model_ref)
+        _, (output,) = pipeline.embed(ctx=ctx, texts=[text], model_ref=job.model_ref)
         return output.result
-    _, result = services.classify(ctx=ctx, text=text, model_ref=job.model_ref)
+    _, result = pipeline.classify(ctx=ctx, text=text, model_ref=job.model_ref)
     return result
 
 

@@ -19,10 +19,10 @@ from kombu.exceptions import OperationalError as BrokerError
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
-from gateway.context import RequestContext
 from gateway.models import APIKey, RequestLog
-from gateway.request_log import log_row
-from inference import services as inference
+from gateway.record.context import RequestContext
+from gateway.record.request_log import log_row
+from inference import pipeline
 from inference.batches import processing, tasks
 from inference.batches.models import ACTIVE_STATUSES, BatchItem, BatchJob, ItemStatus, JobStatus
 
@@ -48,7 +48,7 @@ def batch_job_submit(
     *, ctx: RequestContext, key: APIKey, texts: list[str], task: str, model_ref: str | None
 ) -> BatchJob:
     """Store the job and its items, then queue one task per chunk. Raises the API's routing errors."""
-    version = inference.route(ctx=ctx, model_ref=model_ref, task=task)
+    version = pipeline.route(ctx=ctx, model_ref=model_ref, task=task)
     with transaction.atomic():
         job = BatchJob.objects.create(
             api_key=key,

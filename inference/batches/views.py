@@ -10,7 +10,7 @@ from rest_framework.parsers import JSONParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.parsers import FormEncodedJSONParser
+from gateway.api.parsers import FormEncodedJSONParser
 from inference.batches import selectors, services
 from inference.batches.models import BatchJob, JobStatus
 from inference.batches.serializers import (

@@ -1,0 +1,109 @@
+"""The gateway's Prometheus metrics, all defined here so names and labels stay consistent.
+
+Labels are bounded: route names (not raw paths), model names and versions only once the
+registry resolved them (a requested name that does not exist is client input), status codes,
+error types from gateway/api/errors.py. Never a key secret or request text; a key prefix at most.
+
+Under gunicorn every worker writes its samples to PROMETHEUS_MULTIPROC_DIR (set and cleaned by
+gunicorn.conf.py) and /metrics sums them (gateway/metrics/export.py).
+
+Who records what:
+- `observe_request` (called by gateway/record/request_log.py `record`, once per logged request):
+  requests, errors, latency, gateway overhead, tokens, cost, cache hits, fallbacks.
+- The upstream path: UPSTREAM_RETRIES (inference/runners/upstream.py), BREAKER_OPEN (inference/breaker.py).
+- Scrape time (gateway/metrics/export.py): BUDGET_USED_RATIO, BATCH_QUEUE_DEPTH, ROLLUP_LAG.
+- gateway/metrics/traffic.py adds gateway_budget_alerts_total (threshold crossings).
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Shared with the dashboards' rollups (observability.models), so a dashboard percentile and
+# a Prometheus histogram_quantile() interpolate within the same bucket edges.
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 60000)
+_LATENCY_BUCKETS_S = (*(ms / 1000 for ms in LATENCY_BUCKETS_MS), float("inf"))
+
+REQUESTS = Counter(
+    "gateway_requests",
+    "Requests answered, by route, resolved model and version, experiment variant and status code.",
+    ["endpoint", "model", "version", "variant", "status"],
+)
+ERRORS = Counter(
+    "gateway_request_errors",
+    "Requests answered with an error, by route, resolved model and error type.",
+    ["endpoint", "model", "error_type"],
+)
+LATENCY = Histogram(
+    "gateway_request_latency_seconds",
+    "Time from the request reaching the gateway to its response, by route and resolved model.",
+    ["endpoint", "model"],
+    buckets=_LATENCY_BUCKETS_S,
+)
+OVERHEAD = Histogram(
+    "gateway_overhead_latency_seconds",
+    "The gateway's own share of the latency: total time less the time spent waiting on a model or upstream.",
+    ["endpoint"],
+    buckets=_LATENCY_BUCKETS_S,
+)
+TOKENS = Counter(
+    "gateway_tokens", "Tokens processed, by model, version and direction.", ["model", "version", "direction"]
+)
+COST = Counter("gateway_cost_usd", "Cost charged for requests, in USD, by model and version.", ["model", "version"])
+CACHE_HITS = Counter("gateway_cache_hits", "Requests answered from the response cache.", ["model", "version"])
+
+FALLBACKS = Counter(
+    "gateway_fallbacks",
+    "Requests answered by a fallback version (an earlier candidate failed or its breaker was open).",
+    ["model", "version"],
+)
+UPSTREAM_RETRIES = Counter(
+    "gateway_upstream_retries",
+    "Upstream attempts retried, by the failure that caused it (an HTTP status or 'connection').",
+    ["model", "version", "reason"],
+)
+# Breaker state and budget use live in Redis, shared by all processes: whichever process
+# observed them last is right, hence "mostrecent" across processes.
+BREAKER_OPEN = Gauge(
+    "gateway_circuit_breaker_open",
+    "1 while the circuit breaker of an upstream version is open, else 0.",
+    ["model", "version"],
+    multiprocess_mode="mostrecent",
+)
+BUDGET_USED_RATIO = Gauge(
+    "gateway_budget_used_ratio",
+    "Spend in the current budget period over the budget (1 = cap reached), per key prefix or team.",
+    ["scope", "name"],
+    multiprocess_mode="mostrecent",
+)
+BATCH_QUEUE_DEPTH = Gauge(
+    "gateway_batch_queue_depth",
+    "Messages waiting in a Celery queue, read from the broker at scrape time.",
+    ["queue"],
+    multiprocess_mode="mostrecent",
+)
+ROLLUP_LAG = Gauge(
+    "gateway_rollup_lag_seconds",
+    "Seconds since the dashboards' rollups were last refreshed.",
+    multiprocess_mode="mostrecent",
+)
+
+
+def observe_request(ctx, *, endpoint: str, status_code: int, latency_ms: float) -> None:
+    """Count one answered request; `ctx` is its gateway.record.context.RequestContext."""
+    version = ctx.model_version
+    model, version_name = (version.name, version.version) if version is not None else ("", "")
+    variant = ctx.variant
+    REQUESTS.labels(endpoint, model, version_name, variant, str(status_code)).inc()
+    if ctx.error_type:
+        ERRORS.labels(endpoint, model, ctx.error_type).inc()
+    LATENCY.labels(endpoint, model).observe(latency_ms / 1000)
+    OVERHEAD.labels(endpoint).observe(max(latency_ms - ctx.inference_ms, 0.0) / 1000)
+    if ctx.input_tokens:
+        TOKENS.labels(model, version_name, "input").inc(ctx.input_tokens)
+    if ctx.output_tokens:
+        TOKENS.labels(model, version_name, "output").inc(ctx.output_tokens)
+    if ctx.cost_usd:
+        COST.labels(model, version_name).inc(float(ctx.cost_usd))
+    if ctx.cache_hit:
+        CACHE_HITS.labels(model, version_name).inc()
+    if ctx.fallback_used:
+        FALLBACKS.labels(model, version_name).inc()

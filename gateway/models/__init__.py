@@ -1,0 +1,19 @@
+"""Keys and teams, the request log, the audit trail and budget alerts."""
+
+from gateway.models.audit import AuditAction, AuditEvent
+from gateway.models.budget_alerts import BudgetAlert
+from gateway.models.keys import ENDPOINT_SCOPES, APIKey, APIKeyManager, BudgetPeriod, LimitsAndBudget, Team
+from gateway.models.request_log import RequestLog
+
+__all__ = [
+    "ENDPOINT_SCOPES",
+    "APIKey",
+    "APIKeyManager",
+    "AuditAction",
+    "AuditEvent",
+    "BudgetAlert",
+    "BudgetPeriod",
+    "LimitsAndBudget",
+    "RequestLog",
+    "Team",
+]

@@ -1,0 +1,32 @@
+"""The model registry: providers, versions, routing rules and fallback chains, training runs."""
+
+from inference.models.providers import Provider
+from inference.models.traffic_rules import FallbackChain, FallbackStep, RoutingRule
+from inference.models.training_runs import TrainingRun, TrainingStatus
+from inference.models.versions import (
+    BACKEND_TASKS,
+    DETERMINISTIC_BACKENDS,
+    LOCAL_BACKENDS,
+    Backend,
+    CacheScope,
+    ModelVersion,
+    Status,
+    Task,
+)
+
+__all__ = [
+    "BACKEND_TASKS",
+    "DETERMINISTIC_BACKENDS",
+    "LOCAL_BACKENDS",
+    "Backend",
+    "CacheScope",
+    "FallbackChain",
+    "FallbackStep",
+    "ModelVersion",
+    "Provider",
+    "RoutingRule",
+    "Status",
+    "Task",
+    "TrainingRun",
+    "TrainingStatus",
+]
