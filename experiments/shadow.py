@@ -5,15 +5,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-from django.conf import settings
-
 from experiments import background
 from experiments.models import Experiment, Variant
+from gateway.api import errors
+from gateway.api.errors import GatewayError
 from gateway.record import request_log
 from gateway.record.context import RequestContext
-from inference import pool
-from inference.batching import Overloaded
-from inference.pricing import cost_of
+from inference.runners import local
 
 logger = logging.getLogger(__name__)
 
@@ -55,25 +53,10 @@ def _answer(copy: _Copy) -> None:
 
 
 def _run(ctx: RequestContext, version, texts: list[str]) -> int:
-    """Answer on the version and fill ctx as the live path would; the status code the answer would have had."""
+    """Answer on the version through the live path's local runner; the status code the answer would have had."""
     try:
-        batcher = pool.batcher_for(version)
-    except Exception:
-        logger.exception("Shadow %s could not be loaded", version)
-        ctx.error_type = "model_unavailable"
-        return 503
-    try:
-        outputs = batcher.submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
-    except Overloaded:
-        ctx.error_type = "model_unavailable"
-        return 503
-    except Exception:
-        logger.exception("Shadow %s failed on a copy of %s", version, ctx.shadow_of)
-        ctx.error_type = "model_error"
-        return 500
-    ctx.input_tokens = sum(o.input_tokens for o in outputs)
-    ctx.output_tokens = sum(o.output_tokens for o in outputs)
-    ctx.cost_usd = cost_of(version, ctx.input_tokens, ctx.output_tokens)
-    if len(outputs) == 1:
-        ctx.output_label = str(outputs[0].result.get("label", ""))
+        local.run(ctx, version, texts)
+    except GatewayError as exc:
+        ctx.error_type = exc.error_type
+        return errors.status_of(exc)
     return 200

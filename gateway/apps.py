@@ -21,7 +21,7 @@ class GatewayConfig(AppConfig):
     verbose_name = "Gateway: keys and request log"
 
     def ready(self):
-        from gateway import snapshot
+        from gateway.caching import snapshot
 
         for label in SNAPSHOT_MODELS:
             model = apps.get_model(label)

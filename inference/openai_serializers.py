@@ -1,6 +1,5 @@
 """Validation of OpenAI-shaped request bodies; fields not named here pass through untouched."""
 
-from django.conf import settings
 from rest_framework import serializers
 
 from inference.serializers import StrictCharField
@@ -39,17 +38,3 @@ class ChatCompletionRequest(serializers.Serializer):
             elif isinstance(content, list):
                 parts.extend(part.get("text", "") for part in content if isinstance(part.get("text"), str))
         return "\n".join(parts)
-
-
-class EmbeddingRequest(serializers.Serializer):
-    model = StrictCharField(required=False, max_length=160)
-    input = serializers.JSONField()
-    encoding_format = serializers.ChoiceField(choices=("float", "base64"), required=False, default="float")
-
-    def validate_input(self, value):
-        texts = [value] if isinstance(value, str) else value
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
-            raise serializers.ValidationError("Give a non-empty string or a non-empty list of non-empty strings.")
-        if len(texts) > settings.GATEWAY_MAX_EMBEDDING_INPUTS:
-            raise serializers.ValidationError(f"At most {settings.GATEWAY_MAX_EMBEDDING_INPUTS} inputs per request.")
-        return texts

@@ -4,16 +4,15 @@ import base64
 import struct
 import time
 
-from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference import pipeline, registry
+from inference import embeddings, pipeline
 from inference.models import ModelVersion, RoutingRule, Status, Task
-from inference.openai_serializers import ChatCompletionRequest, EmbeddingRequest
-from inference.runners import upstream
-from inference.views import cache_control_of, user_id_of
+from inference.openai_serializers import ChatCompletionRequest
+from inference.serializers import EmbeddingsRequest
+from inference.views import call_of
 
 
 def _served_headers(ctx) -> dict:
@@ -27,19 +26,14 @@ class ChatCompletionsView(APIView):
     def post(self, request):
         params = ChatCompletionRequest(data=request.data)
         params.is_valid(raise_exception=True)
-        body = {**request.data, "model": params.validated_data.get("model") or settings.GATEWAY_DEFAULT_CHAT}
         ctx = request.ctx
-        user_id = user_id_of(request)
+        call = call_of(request, Task.CHAT, [params.prompt_text()], params.validated_data, request.data)
         if params.validated_data["stream"]:
-            events = upstream.chat_stream(ctx, body, prompt=params.prompt_text(), user_id=user_id)
-            response = StreamingHttpResponse(events, content_type="text/event-stream")
+            response = StreamingHttpResponse(pipeline.stream(ctx, call), content_type="text/event-stream")
             response["Cache-Control"] = "no-cache"
             response["X-Accel-Buffering"] = "no"  # let proxies pass each event at once
         else:
-            answer = upstream.chat(
-                ctx, body, prompt=params.prompt_text(), user_id=user_id, cache_control=cache_control_of(request)
-            )
-            response = HttpResponse(answer, content_type="application/json")
+            response = HttpResponse(pipeline.answer(ctx, call).result, content_type="application/json")
         for name, value in _served_headers(ctx).items():
             response[name] = value
         return response
@@ -49,36 +43,24 @@ class EmbeddingsView(APIView):
     scope = "embeddings"
 
     def post(self, request):
-        params = EmbeddingRequest(data=request.data)
+        params = EmbeddingsRequest(data=request.data)
         params.is_valid(raise_exception=True)
-        model_ref = params.validated_data.get("model") or settings.GATEWAY_DEFAULT_EMBEDDINGS
-        ctx = request.ctx
-        version = registry.resolve(model_ref, task=Task.EMBEDDINGS)
-        user_id = user_id_of(request)
-        if version is not None and not version.is_local:
-            body = {**request.data, "model": model_ref}
-            answer = upstream.remote_embeddings(ctx, body, user_id=user_id, cache_control=cache_control_of(request))
-            return HttpResponse(answer, content_type="application/json", headers=_served_headers(ctx))
-        version, outputs = pipeline.embed(
-            ctx=ctx,
-            texts=params.validated_data["input"],
-            model_ref=model_ref,
-            user_id=user_id,
-            cache_control=cache_control_of(request),
-        )
+        texts = params.validated_data["input"]
+        # The upstream is asked for floats: the gateway encodes them as the client asked.
+        body = {**{k: v for k, v in request.data.items() if k != "encoding_format"}, "input": texts}
+        result = embeddings.embed(request.ctx, call_of(request, Task.EMBEDDINGS, texts, params.validated_data, body))
         encode = _base64 if params.validated_data["encoding_format"] == "base64" else list
-        tokens = sum(out.input_tokens for out in outputs)  # also on a cache hit, where nothing ran
         return Response(
             {
                 "object": "list",
                 "data": [
-                    {"object": "embedding", "index": i, "embedding": encode(out.result["embedding"])}
-                    for i, out in enumerate(outputs)
+                    {"object": "embedding", "index": i, "embedding": encode(vector)}
+                    for i, vector in enumerate(result.vectors)
                 ],
-                "model": version.name,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                "model": result.version.name,
+                "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
             },
-            headers=_served_headers(ctx),
+            headers=_served_headers(request.ctx),
         )
 
 

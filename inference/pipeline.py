@@ -1,136 +1,115 @@
-"""The request path for local models, composed in one place. Views call these.
+"""Every model request — local or upstream; classify, embed or chat — is composed here.
 
-route (version, model scope) -> check input -> response cache -> admission (tokens per
-minute, budgets: reserve) -> infer -> cost -> settle -> store in the cache. Requests per
-minute are checked before the view runs (gateway/limits/rate_limits.py, a DRF throttle).
+Before `answer` runs, DRF has authenticated the key (gateway.keys.authentication) and
+counted its requests per minute (gateway.limits.rate_limits); after the view returns, the
+middleware records the request (gateway.record.middleware). In between, in this order:
+
+    plan     inference.planning.plan           scope, experiment variant, routing rule, fallbacks, shadows
+    check    runner.check                      input bounds of the chosen version
+    lookup   gateway.caching.response_cache    a cached answer skips admit, run, settle and store
+    admit    gateway.limits.admission          reserve tokens and cost against limits and budgets
+    run      runner.serve                      inference.runners.local (micro-batcher) or .upstream
+                                               (retries, circuit breaker, fallbacks)
+    settle   Reservation.settle                the real tokens and cost replace the estimate
+    store    Entry.store                       the answer, for the next identical request
+    shadow   experiments.shadow.mirror         copies for shadow variants, off the request path
+
+docs/architecture.md draws the path and says where to add a step, a backend or an endpoint.
 """
 
-import logging
-import time
-from dataclasses import asdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
 
 from django.conf import settings
-from rest_framework.exceptions import PermissionDenied, ValidationError
 
-from experiments import shadow, traffic_split
-from gateway.api.errors import ModelFailed, ModelNotFound, ModelUnavailable
+from experiments import shadow
 from gateway.caching import response_cache
-from gateway.db import release_connection
 from gateway.limits import admission
 from gateway.record.context import RequestContext
-from inference import pool, pricing, registry
+from inference import planning
 from inference.backends import Output
-from inference.backends.encoder import most_tokens
-from inference.batching import Overloaded
 from inference.models import ModelVersion, Task
-
-logger = logging.getLogger(__name__)
-
-
-def classify(
-    *,
-    ctx: RequestContext,
-    text: str,
-    model_ref: str | None,
-    user_id: str | None = None,
-    cache_control: str = "",
-) -> tuple[ModelVersion, dict]:
-    version, shadows = _route(ctx, model_ref or settings.GATEWAY_DEFAULT_CLASSIFIER, Task.TEXT_CLASSIFICATION, user_id)
-    _check_length(version, [text])
-    ctx.input_text = text
-    (output,) = _answer(ctx, version, [text], cache_control)
-    ctx.output_label = output.result["label"]
-    shadow.mirror(ctx, shadows, [text])
-    return version, output.result
+from inference.runners import local, upstream
 
 
-def embed(
-    *,
-    ctx: RequestContext,
-    texts: list[str],
-    model_ref: str | None,
-    user_id: str | None = None,
-    cache_control: str = "",
-) -> tuple[ModelVersion, list[Output]]:
-    version, shadows = _route(ctx, model_ref or settings.GATEWAY_DEFAULT_EMBEDDINGS, Task.EMBEDDINGS, user_id)
-    _check_length(version, texts)
-    ctx.input_text = "\n".join(texts)
-    outputs = _answer(ctx, version, texts, cache_control)
-    shadow.mirror(ctx, shadows, texts)
-    return version, outputs
+@dataclass(frozen=True)
+class Call:
+    """One model request, whatever endpoint it came through."""
+
+    task: str
+    model_ref: str
+    texts: list[str]  # what the model reads: the texts to classify or embed, or a chat's message text
+    body: dict = field(default_factory=dict)  # the OpenAI-shaped body an upstream receives
+    user_id: str | None = None  # the experiment unit the caller names (X-User-ID)
+    cache_control: str = ""  # the client's Cache-Control
+
+    @property
+    def prompt(self) -> str:
+        return "\n".join(self.texts)
 
 
-def route(*, ctx: RequestContext, model_ref: str | None, task: str) -> ModelVersion:
-    """The version a request with this key would run on; batch jobs pin it at submission."""
-    default = settings.GATEWAY_DEFAULT_EMBEDDINGS if task == Task.EMBEDDINGS else settings.GATEWAY_DEFAULT_CLASSIFIER
-    return _route(ctx, model_ref or default, task, user_id=None)[0]
+@dataclass(frozen=True)
+class Answer:
+    version: ModelVersion
+    result: list[Output] | bytes  # a local model's outputs, or an upstream's JSON body as it sent it
 
 
-def _route(ctx: RequestContext, model_ref: str, task: str, user_id: str | None) -> tuple[ModelVersion, tuple]:
-    """`name:version` is served as pinned; a bare name goes to its running experiment's variant for
-    this unit (X-User-ID, else the key) if there is one, else to its production version.
-    Returns the version and the shadow variants that get a mirrored copy."""
-    name, _, pinned = model_ref.partition(":")
-    ctx.model_name = name
-    if not ctx.api_key.allows_model(name):
-        raise PermissionDenied(f"This API key may not use the model '{name}'.")
-    assigned = None
-    if not pinned:
-        unit = traffic_split.unit_of(user_id=user_id, key_prefix=ctx.key_prefix)
-        assigned = traffic_split.assign(model_name=name, task=task, unit=unit, request_id=ctx.request_id)
-    if assigned is not None:
-        ctx.experiment, ctx.variant, ctx.unit = assigned.experiment, assigned.variant.name, assigned.unit
-        version = assigned.variant.model_version
-    else:
-        version = registry.resolve(model_ref, task=task)
-    if version is None:
-        raise ModelNotFound(f"No {task} model '{model_ref}' is being served.")
-    ctx.set_version(version)
-    return version, assigned.shadows if assigned else ()
-
-
-def _check_length(version: ModelVersion, texts: list[str]) -> None:
-    for text in texts:
-        if len(text) > version.max_input_chars:
-            raise ValidationError(
-                {"text": [f"Ensure this field has no more than {version.max_input_chars} characters."]}
-            )
-
-
-def _answer(ctx: RequestContext, version: ModelVersion, texts: list[str], cache_control: str) -> list[Output]:
-    cached = response_cache.entry(ctx, version, task=version.task, inputs=texts, cache_control=cache_control)
-    hit = cached.lookup()
-    if hit is not None:
-        return [Output(**output) for output in hit]
-    tokens = sum(most_tokens(text) for text in texts)
-    with admission.admitted(ctx, tokens=tokens, cost=pricing.cost_of(version, tokens, 0)):
-        outputs = _infer(ctx, version, texts)
-    # Plain dicts, not pickled classes: entries must outlive a deploy that changes Output.
-    cached.store([asdict(output) for output in outputs])
-    return outputs
-
-
-def _infer(ctx: RequestContext, version: ModelVersion, texts: list[str]) -> list[Output]:
-    # Before the model loads, too: threads waiting on a loading model held every connection.
-    release_connection()
-    try:
-        batcher = pool.batcher_for(version)
-    except Exception as exc:
-        logger.exception("Could not load %s", version)
-        raise ModelUnavailable(f"The model {version} could not be loaded.") from exc
-    started = time.perf_counter()
-    try:
-        outputs = batcher.submit_many(texts, settings.GATEWAY_INFERENCE_TIMEOUT_S)
-    except Overloaded as exc:
-        raise ModelUnavailable(str(exc)) from exc
-    except Exception as exc:
-        raise ModelFailed() from exc
-    finally:
-        ctx.inference_ms += (time.perf_counter() - started) * 1000
-    pricing.charge(
-        ctx,
-        version,
-        sum(output.input_tokens for output in outputs),
-        sum(output.output_tokens for output in outputs),
+def answer(ctx: RequestContext, call: Call) -> Answer:
+    plan = _plan(ctx, call)
+    runner = _runner_for(plan.primary)
+    runner.check(plan.primary, call.texts)
+    ctx.input_text = call.prompt
+    entry = response_cache.entry(
+        ctx, plan.primary, task=call.task, cache_control=call.cache_control, **runner.cache_key(call.texts, call.body)
     )
-    return outputs
+    if (cached := entry.lookup()) is not None:
+        result = runner.from_cache(cached)
+    else:
+        with admission.admitted(ctx, **runner.estimate(plan.versions, call.texts, call.body)):
+            result = runner.serve(ctx, plan.versions, call.texts, call.body)
+        entry.store(runner.to_cache(result))
+    shadow.mirror(ctx, plan.shadows, call.texts)
+    return Answer(ctx.model_version, result)
+
+
+def stream(ctx: RequestContext, call: Call) -> Iterator[bytes]:
+    """A streamed chat completion as SSE bytes: never cached; its reservation is settled when
+    the stream ends, however it ends."""
+    plan = _plan(ctx, call)
+    ctx.input_text = call.prompt
+    reservation = admission.reserve(ctx, **upstream.estimate(plan.versions, call.texts, call.body))
+    try:
+        opened = upstream.open_stream(ctx, plan.versions, call.body)
+    except BaseException:
+        reservation.settle()
+        raise
+    return upstream.relay(ctx, opened, call.body, call.prompt, reservation)
+
+
+def route(ctx: RequestContext, *, task: str, model_ref: str | None) -> ModelVersion:
+    """The version a request with this key would run on; batch jobs pin it at submission."""
+    return _plan(ctx, Call(task=task, model_ref=model_ref or default_model(task), texts=[])).primary
+
+
+def default_model(task: str) -> str:
+    return {
+        Task.TEXT_CLASSIFICATION: settings.GATEWAY_DEFAULT_CLASSIFIER,
+        Task.EMBEDDINGS: settings.GATEWAY_DEFAULT_EMBEDDINGS,
+        Task.CHAT: settings.GATEWAY_DEFAULT_CHAT,
+    }[task]
+
+
+def _plan(ctx: RequestContext, call: Call) -> planning.Plan:
+    return planning.plan(
+        ctx,
+        task=call.task,
+        model_ref=call.model_ref,
+        prompt=call.prompt,
+        max_tokens=call.body.get("max_tokens"),
+        user_id=call.user_id,
+    )
+
+
+def _runner_for(version: ModelVersion) -> ModuleType:
+    return local if version.is_local else upstream

@@ -33,8 +33,11 @@ class PredictResponse(serializers.Serializer):
 
 
 class EmbeddingsRequest(serializers.Serializer):
+    """Both embeddings endpoints' body (OpenAI's fields not named here pass through to an upstream)."""
+
     input = serializers.JSONField(help_text="A string or a list of strings.")
     model = StrictCharField(required=False, max_length=160)
+    encoding_format = serializers.ChoiceField(choices=("float", "base64"), required=False, default="float")
 
     def validate_input(self, value):
         texts = [value] if isinstance(value, str) else value

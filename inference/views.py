@@ -1,8 +1,11 @@
+"""The gateway's own prediction endpoints; each validates, runs the pipeline, and shapes the answer."""
+
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference import pipeline
+from inference import embeddings, pipeline
+from inference.models import Task
 from inference.serializers import EmbeddingsRequest, PredictRequest, PredictResponse
 
 
@@ -13,18 +16,13 @@ class PredictView(APIView):
     def post(self, request):
         params = PredictRequest(data=request.data)
         params.is_valid(raise_exception=True)
-        version, result = pipeline.classify(
-            ctx=request.ctx,
-            text=params.validated_data["text"],
-            model_ref=params.validated_data.get("model"),
-            user_id=user_id_of(request),
-            cache_control=cache_control_of(request),
-        )
+        call = call_of(request, Task.TEXT_CLASSIFICATION, [params.validated_data["text"]], params.validated_data)
+        answer = pipeline.answer(request.ctx, call)
         return Response(
             {
-                **result,
-                "model": version.name,
-                "model_version": version.version,
+                **answer.result[0].result,
+                "model": answer.version.name,
+                "model_version": answer.version.version,
                 "variant": request.ctx.variant or None,
                 "request_id": str(request.ctx.request_id),
                 "cached": request.ctx.cache_hit,
@@ -40,37 +38,36 @@ class EmbeddingsView(APIView):
         params = EmbeddingsRequest(data=request.data)
         params.is_valid(raise_exception=True)
         ctx = request.ctx
-        version, outputs = pipeline.embed(
-            ctx=ctx,
-            texts=params.validated_data["input"],
-            model_ref=params.validated_data.get("model"),
-            user_id=user_id_of(request),
-            cache_control=cache_control_of(request),
+        texts = params.validated_data["input"]
+        result = embeddings.embed(
+            ctx, call_of(request, Task.EMBEDDINGS, texts, params.validated_data, {"input": texts})
         )
-        # The input's tokens, also on a cache hit (where the log row counts none: nothing ran).
-        tokens = sum(out.input_tokens for out in outputs)
         return Response(
             {
                 "object": "list",
                 "data": [
-                    {"object": "embedding", "index": i, "embedding": out.result["embedding"]}
-                    for i, out in enumerate(outputs)
+                    {"object": "embedding", "index": i, "embedding": vector} for i, vector in enumerate(result.vectors)
                 ],
-                "model": version.name,
-                "model_version": version.version,
+                "model": result.version.name,
+                "model_version": result.version.version,
                 "variant": ctx.variant or None,
-                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+                "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
                 "request_id": str(ctx.request_id),
                 "cached": ctx.cache_hit,
             }
         )
 
 
-def user_id_of(request) -> str | None:
-    """The experiment unit the caller names (X-User-ID); without it, the API key is the unit."""
-    return request.headers.get("X-User-ID", "").strip() or None
-
-
-def cache_control_of(request) -> str:
-    """The client's Cache-Control (no-cache skips the response cache's lookup, no-store its store)."""
-    return request.headers.get("Cache-Control", "")
+def call_of(request, task: str, texts: list[str], params: dict, body: dict | None = None) -> pipeline.Call:
+    """The pipeline's view of a request: the model asked for (else the task's default), the
+    experiment unit the caller names (X-User-ID; without it the API key is the unit) and the
+    client's Cache-Control (no-cache skips the cache's lookup, no-store its store)."""
+    model_ref = params.get("model") or pipeline.default_model(task)
+    return pipeline.Call(
+        task=task,
+        model_ref=model_ref,
+        texts=texts,
+        body={**(body or {}), "model": model_ref},
+        user_id=request.headers.get("X-User-ID", "").strip() or None,
+        cache_control=request.headers.get("Cache-Control", ""),
+    )

@@ -89,7 +89,7 @@ def test_streamed_chat_settles_its_reservation(client, gpt, standin):
     )
     b"".join(response.streaming_content)
 
-    from gateway import usage
+    from gateway.limits import usage
 
     row = RequestLog.objects.get()
     assert usage.key_usage(key).spent_usd == row.cost_usd  # the estimate was replaced by the real cost

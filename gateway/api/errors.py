@@ -3,7 +3,8 @@
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions
+from rest_framework.response import Response
 
 _TYPES = [
     (exceptions.ValidationError, "invalid_request"),
@@ -19,58 +20,115 @@ _TYPES = [
 ]
 
 
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
+class GatewayError(Exception):
+    """A request the gateway refuses or cannot answer. Raised by the domain; `exception_handler`
+    below is the one place that turns it into an HTTP status and the error shape."""
+
+    error_type = "server_error"
+    message = "The gateway failed to answer; the error was logged."
+
+    def __init__(self, message: str | None = None, *, fields: dict | None = None, retry_after: int | None = None):
+        self.message = message or self.message
+        self.fields = fields
+        self.retry_after = retry_after
+        super().__init__(self.message)
+
+
+class InvalidInput(GatewayError):
+    error_type = "invalid_request"
+    message = "The request is invalid; see fields."
+
+
+class PayloadTooLarge(GatewayError):
     error_type = "payload_too_large"
+    message = "The request body is too large."
 
 
-class ModelNotFound(exceptions.NotFound):
+class ModelNotAllowed(GatewayError):
+    error_type = "permission_denied"
+
+    def __init__(self, name: str):
+        super().__init__(f"This API key may not use the model '{name}'.")
+
+
+class ModelNotFound(GatewayError):
     error_type = "model_not_found"
 
+    def __init__(self, task: str, model_ref: str):
+        super().__init__(f"No {task} model '{model_ref}' is being served.")
 
-class ModelUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "The model is overloaded; retry shortly."
+
+class ModelUnavailable(GatewayError):
     error_type = "model_unavailable"
+    message = "The model is overloaded; retry shortly."
 
 
-class ModelFailed(exceptions.APIException):
-    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
-    default_detail = "The model failed on this input."
+class ModelFailed(GatewayError):
     error_type = "model_error"
+    message = "The model failed on this input."
 
 
-class UpstreamFailed(exceptions.APIException):
-    status_code = status.HTTP_502_BAD_GATEWAY
-    default_detail = "Every upstream that can serve this model failed."
+class UpstreamFailed(GatewayError):
     error_type = "upstream_error"
+    message = "Every upstream that can serve this model failed."
 
 
-class UpstreamUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "Every upstream that can serve this model is failing; retry shortly."
+class UpstreamUnavailable(GatewayError):
     error_type = "upstream_unavailable"
+    message = "Every upstream that can serve this model is failing; retry shortly."
 
 
-class RateLimited(exceptions.Throttled):
-    """429; DRF's handler turns `wait` into Retry-After."""
-
+class RateLimited(GatewayError):
     error_type = "rate_limited"
 
 
-class BudgetExceeded(exceptions.APIException):
-    status_code = status.HTTP_402_PAYMENT_REQUIRED
-    default_detail = "The budget for this period is spent."
+class BudgetExceeded(GatewayError):
     error_type = "budget_exceeded"
+    message = "The budget for this period is spent."
 
 
-class LimitsUnavailable(exceptions.APIException):
+class LimitsUnavailable(GatewayError):
     """Redis is unreachable and the operator chose to fail closed."""
 
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "Usage limits cannot be checked right now; retry shortly."
     error_type = "limits_unavailable"
+    message = "Usage limits cannot be checked right now; retry shortly."
+
+
+class QueueUnavailable(GatewayError):
+    error_type = "queue_unavailable"
+    message = "The job queue is unreachable; the job was not accepted. Retry shortly."
+
+
+class JobFinished(GatewayError):
+    error_type = "job_finished"
+
+
+_STATUS = (
+    (InvalidInput, 400),
+    (BudgetExceeded, 402),
+    (ModelNotAllowed, 403),
+    (ModelNotFound, 404),
+    (JobFinished, 409),
+    (PayloadTooLarge, 413),
+    (RateLimited, 429),
+    (ModelFailed, 500),
+    (UpstreamFailed, 502),
+    (ModelUnavailable, 503),
+    (UpstreamUnavailable, 503),
+    (LimitsUnavailable, 503),
+    (QueueUnavailable, 503),
+)
+
+
+def status_of(exc: GatewayError) -> int:
+    return next((status for cls, status in _STATUS if isinstance(exc, cls)), 500)
+
+
+def message_of(exc: GatewayError) -> str:
+    """One line for places without a response (a batch item's error)."""
+    if not exc.fields:
+        return exc.message
+    return "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in exc.fields.items())
 
 
 def error_body(error_type: str, message: str, request, fields=None) -> dict:
@@ -95,8 +153,6 @@ def json_error(request, status_code: int, error_type: str, message: str) -> Json
 
 
 def error_type_of(exc: exceptions.APIException) -> str:
-    if hasattr(exc, "error_type"):
-        return exc.error_type
     for cls, error_type in _TYPES:
         if isinstance(exc, cls):
             return error_type
@@ -104,21 +160,26 @@ def error_type_of(exc: exceptions.APIException) -> str:
 
 
 def exception_handler(exc, context):
-    """DRF's handler, with every error rendered in the gateway's shape."""
+    """Domain errors and DRF's own (parsing, authentication, scopes), in the gateway's shape."""
+    request = context["request"]
+    if isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge()
+    if isinstance(exc, GatewayError):
+        response = Response(error_body(exc.error_type, exc.message, request, exc.fields), status=status_of(exc))
+        if exc.retry_after is not None:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
     # Imported here: loading rest_framework.views loads the throttle classes, which raise
     # this module's errors (gateway/limits/rate_limits.py), so a module-level import is circular.
     from rest_framework.views import exception_handler as drf_exception_handler
 
-    if isinstance(exc, RequestDataTooBig):
-        exc = PayloadTooLarge()
-    elif isinstance(exc, Http404):
+    if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # unexpected: Django's handler500 answers (in the same shape)
-    request = context["request"]
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         response.data = error_body("invalid_request", "The request is invalid; see fields.", request, fields)

@@ -58,8 +58,8 @@ class KeyRequestRateThrottle(BaseThrottle):
         )
         if usage["should_limit"]:
             raise RateLimited(
-                wait=reset_s,
-                detail=f"This API key is limited to {limit} requests per minute; retry in {reset_s} s.",
+                retry_after=reset_s,
+                message=f"This API key is limited to {limit} requests per minute; retry in {reset_s} s.",
             )
         return True
 
@@ -86,8 +86,8 @@ class TokenHold:
         wait = self.reset_s()
         ctx.response_headers.update(self._headers(current))
         raise RateLimited(
-            wait=wait,
-            detail=f"This API key is limited to {self.limit} tokens per minute and has {max(self.limit - current, 0)} "
+            retry_after=wait,
+            message=f"This API key is limited to {self.limit} tokens per minute and has {max(self.limit - current, 0)} "
             f"left; this request may use up to {self.charge.amount}. Retry in {wait} s.",
         )
 

@@ -51,7 +51,7 @@ def _read_rollup_lag() -> None:
 def _read_budget_use() -> None:
     """Spend over budget for every key and team with a budget, from the live budget counters
     (Redis; rebuilt from the log when missing): one gauge per budgeted owner, no more."""
-    from gateway import budgets
+    from gateway.limits import budgets
     from gateway.models import APIKey, Team
 
     owners = [

@@ -2,7 +2,18 @@
 
 from gateway.models.audit import AuditAction, AuditEvent
 from gateway.models.budget_alerts import BudgetAlert
-from gateway.models.keys import ENDPOINT_SCOPES, APIKey, APIKeyManager, BudgetPeriod, LimitsAndBudget, Team
+
+# The key validators are named by migrations as gateway.models.<name>.
+from gateway.models.keys import (
+    ENDPOINT_SCOPES,
+    APIKey,
+    APIKeyManager,
+    BudgetPeriod,
+    LimitsAndBudget,
+    Team,
+    _validate_endpoint_scopes,
+    _validate_scopes,
+)
 from gateway.models.request_log import RequestLog
 
 __all__ = [
@@ -16,4 +27,6 @@ __all__ = [
     "LimitsAndBudget",
     "RequestLog",
     "Team",
+    "_validate_endpoint_scopes",
+    "_validate_scopes",
 ]

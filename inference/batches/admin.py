@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
+from gateway.api.errors import JobFinished
 from inference.batches import services
 from inference.batches.models import BatchJob, ItemStatus
 
@@ -78,7 +79,7 @@ class BatchJobAdmin(admin.ModelAdmin):
             try:
                 services.batch_job_cancel(job=job)
                 cancelled += 1
-            except services.JobFinished:
+            except JobFinished:
                 pass
         self.message_user(request, f"Cancelled {cancelled} job(s); finished jobs are left as they are.")
 
@@ -88,6 +89,6 @@ class BatchJobAdmin(admin.ModelAdmin):
         for job in queryset:
             try:
                 retried += services.batch_job_retry_failed(job=job)
-            except services.JobFinished as exc:
-                self.message_user(request, f"{job.pk}: {exc.detail}", messages.WARNING)
+            except JobFinished as exc:
+                self.message_user(request, f"{job.pk}: {exc.message}", messages.WARNING)
         self.message_user(request, f"Queued {retried} failed item(s) again.")

@@ -2,7 +2,7 @@
 
 Items run concurrently, one thread each, so the model's micro-batcher gathers them into
 shared forward passes exactly as it gathers concurrent API requests. Each item is routed,
-length-checked, inferred and costed by `inference.services`; checks added to that path
+length-checked, inferred and costed by `inference.pipeline`; checks added to that path
 apply to every item too, and `_run_item` is the place for per-request checks that live
 elsewhere (docs/decisions/0010-batch-jobs.md, "Limits and budgets").
 """
@@ -13,18 +13,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.db import InterfaceError, OperationalError, connection
-from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 
-from gateway.api.errors import ModelNotFound, ModelUnavailable, error_type_of
+from gateway.api import errors
+from gateway.api.errors import GatewayError, InvalidInput, ModelNotAllowed, ModelNotFound, ModelUnavailable
 from gateway.record.context import RequestContext
-from inference import pipeline
+from inference import embeddings, pipeline
 from inference.batches.models import BatchItem, BatchJob, ItemStatus
 from inference.models import Task
 
 logger = logging.getLogger(__name__)
 
 # Refusals that would be the same for every item: the job stops instead of failing each one.
-JOB_WIDE_ERRORS = (PermissionDenied, ModelNotFound)
+JOB_WIDE_ERRORS = (ModelNotAllowed, ModelNotFound)
 # Faults of the moment, not of the item (the model is overloaded, the database is out of
 # reach): the item stays pending and its chunk is tried again later.
 TRANSIENT_ERRORS = (ModelUnavailable, OperationalError, InterfaceError)
@@ -60,8 +60,9 @@ def _run_item(job: BatchJob, item: BatchItem) -> Outcome:
         outcome.result = _infer(job, ctx, item.text)
     except (*JOB_WIDE_ERRORS, *TRANSIENT_ERRORS) as exc:
         outcome.halt = exc
-    except APIException as exc:
-        outcome.status_code, ctx.error_type, outcome.error_message = exc.status_code, error_type_of(exc), _message(exc)
+    except GatewayError as exc:
+        outcome.status_code, ctx.error_type = errors.status_of(exc), exc.error_type
+        outcome.error_message = errors.message_of(exc)
     except Exception:
         logger.exception("Batch %s: item %s failed", job.pk, item.index)
         outcome.status_code, ctx.error_type, outcome.error_message = 500, "server_error", "The gateway failed on it."
@@ -74,17 +75,8 @@ def _run_item(job: BatchJob, item: BatchItem) -> Outcome:
 
 def _infer(job: BatchJob, ctx: RequestContext, text: str) -> dict:
     if not text.strip():  # what the API's serializers refuse before routing
-        raise ValidationError({"text": ["This field may not be blank."]})
+        raise InvalidInput(fields={"text": ["This field may not be blank."]})
+    call = pipeline.Call(task=job.task, model_ref=job.model_ref, texts=[text], body={"input": [text]})
     if job.task == Task.EMBEDDINGS:
-        _, (output,) = pipeline.embed(ctx=ctx, texts=[text], model_ref=job.model_ref)
-        return output.result
-    _, result = pipeline.classify(ctx=ctx, text=text, model_ref=job.model_ref)
-    return result
-
-
-def _message(exc: APIException) -> str:
-    if isinstance(exc.detail, dict):
-        return "; ".join(f"{field}: {' '.join(map(str, errors))}" for field, errors in exc.detail.items())
-    if isinstance(exc.detail, list):
-        return " ".join(map(str, exc.detail))
-    return str(exc.detail)
+        return {"embedding": embeddings.embed(ctx, call).vectors[0]}
+    return pipeline.answer(ctx, call).result[0].result

@@ -16,9 +16,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
-from rest_framework import status
-from rest_framework.exceptions import APIException
 
+from gateway.api.errors import JobFinished, QueueUnavailable
 from gateway.models import APIKey, RequestLog
 from gateway.record.context import RequestContext
 from gateway.record.request_log import log_row
@@ -30,18 +29,6 @@ logger = logging.getLogger(__name__)
 
 # RequestLog.method of an item's row: tells batch work apart from API calls on the same key.
 LOG_METHOD = "BATCH"
-
-
-class JobFinished(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_detail = "The batch job has already finished."
-    error_type = "job_finished"
-
-
-class QueueUnavailable(APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "The job queue is unreachable; the job was not accepted. Retry shortly."
-    error_type = "queue_unavailable"
 
 
 def batch_job_submit(
@@ -87,7 +74,7 @@ def batch_chunk_process(*, job_id: uuid.UUID | str, start: int, stop: int) -> No
         halts = [outcome.halt for outcome in outcomes if outcome.halt is not None]
         job_wide = [exc for exc in halts if isinstance(exc, processing.JOB_WIDE_ERRORS)]
         if job_wide:
-            batch_job_fail(job_id=job.pk, reason=str(job_wide[0].detail))
+            batch_job_fail(job_id=job.pk, reason=job_wide[0].message)
             return
         if halts:
             raise halts[0]

@@ -1,5 +1,9 @@
-"""The request path for upstream versions: route, try each candidate under its circuit
-breaker with retries, pass the JSON through, and cost the answer from its `usage`."""
+"""The run step for upstream versions: each candidate in turn under its circuit breaker, with
+retries; the JSON passed through and costed from its `usage`; streams relayed event by event.
+
+The pipeline calls `check`, `cache_key`, `estimate`, `serve`, `to_cache` and `from_cache`
+(inference/runners/local.py has the same six), and `open_stream` and `relay` for a stream.
+"""
 
 import itertools
 import json
@@ -10,121 +14,63 @@ from functools import partial
 
 import urllib3
 from django.conf import settings
-from rest_framework.exceptions import PermissionDenied, ValidationError
 
-from experiments import traffic_split as experiment_routing
-from gateway.api.errors import ModelNotFound, UpstreamFailed, UpstreamUnavailable
-from gateway.caching import response_cache
+from gateway.api.errors import InvalidInput, UpstreamFailed, UpstreamUnavailable
 from gateway.db import release_connection
-from gateway.limits import admission
+from gateway.limits.admission import Reservation
 from gateway.metrics import families
 from gateway.record.context import RequestContext
-from inference import candidates, pricing, upstream_client
+from inference import pricing, upstream_client
 from inference.breaker import Breaker
 from inference.models import ModelVersion, Task
+
+_PATHS = {Task.CHAT: "/chat/completions", Task.EMBEDDINGS: "/embeddings"}
+# What the cache key leaves out of the body: the inputs are keyed apart, the rest never changes an answer.
+_UNKEYED = ("model", "messages", "input", "stream", "user")
 
 logger = logging.getLogger(__name__)
 
 
-def chat(ctx: RequestContext, body: dict, *, prompt: str, user_id: str | None = None, cache_control: str = "") -> bytes:
-    """A non-streaming chat completion: the upstream's JSON body, as it sent it."""
-    versions = _plan(ctx, body, task=Task.CHAT, prompt=prompt, user_id=user_id)
-    return _answer(
-        ctx, versions, body, task=Task.CHAT, path="/chat/completions", prompt=prompt, cache_control=cache_control
-    )
+def check(version: ModelVersion, texts: list[str]) -> None:
+    """Upstreams bound their own inputs, and say so with a 400 that reaches the caller."""
 
 
-def remote_embeddings(ctx: RequestContext, body: dict, *, user_id: str | None = None, cache_control: str = "") -> bytes:
-    versions = _plan(ctx, body, task=Task.EMBEDDINGS, prompt="", user_id=user_id)
-    texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-    return _answer(
-        ctx,
-        versions,
-        body,
-        task=Task.EMBEDDINGS,
-        path="/embeddings",
-        prompt="\n".join(texts),
-        cache_control=cache_control,
-    )
-
-
-def chat_stream(ctx: RequestContext, body: dict, *, prompt: str, user_id: str | None = None) -> Iterator[bytes]:
-    """A streaming chat completion as SSE bytes.
-
-    Failures before the first event are retried or fall back like any call; the status is
-    decided only once an upstream has started answering. A stream that breaks later ends
-    with an SSE error event and the log row is marked truncated. Usage is reserved before
-    the call and settled when the stream ends.
-    """
-    versions = _plan(ctx, body, task=Task.CHAT, prompt=prompt, user_id=user_id)
-    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    # Always ask for usage: the cost is needed whether or not the client wants it.
-    upstream_body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
-    reservation = admission.reserve(ctx, **_estimate(versions, body, prompt))
-    try:
-        response, lines, version = _first_success(ctx, versions, upstream_body, path="/chat/completions", stream=True)
-    except BaseException:
-        reservation.settle()
-        raise
-    return _relay(ctx, version, response, lines, wants_usage, prompt, reservation)
-
-
-def _plan(ctx: RequestContext, body: dict, *, task: str, prompt: str, user_id: str | None) -> list[ModelVersion]:
-    """The versions to try, in order: a pinned `name:version`; else a running experiment's
-    variant for this unit; else the routing rule that matches; else production. Fallbacks follow."""
-    model_ref = body["model"]
-    name = model_ref.partition(":")[0]
-    ctx.model_name = name
-    if not ctx.api_key.allows_model(name):
-        raise PermissionDenied(f"This API key may not use the model '{name}'.")
-    assigned = None
-    if ":" not in model_ref:
-        unit = experiment_routing.unit_of(user_id=user_id, key_prefix=ctx.key_prefix)
-        assigned = experiment_routing.assign(model_name=name, task=task, unit=unit, request_id=ctx.request_id)
-    if assigned is not None:
-        ctx.experiment, ctx.variant, ctx.unit = assigned.experiment, assigned.variant.name, assigned.unit
-    versions, rule = candidates.candidates(
-        model_ref,
-        task=task,
-        prompt=prompt,
-        max_tokens=body.get("max_tokens"),
-        primary=assigned.variant.model_version if assigned else None,
-    )
-    if not versions:
-        raise ModelNotFound(f"No {task} model '{model_ref}' is being served.")
-    if rule:
-        ctx.routing_rule = rule.name
-    ctx.set_version(versions[0])
-    return versions
-
-
-def _answer(ctx, versions, body, *, task, path, prompt, cache_control) -> bytes:
-    """Cache, then admission (reserve, settle), then the upstreams in order."""
-    params = {k: v for k, v in body.items() if k not in ("model", "messages", "input", "stream", "user")}
+def cache_key(texts: list[str], body: dict) -> dict:
     temperature = body.get("temperature")
-    entry = response_cache.entry(
-        ctx,
-        versions[0],
-        task=task,
-        inputs=body.get("messages") or body.get("input"),
-        params=params,
+    return {
+        "inputs": body.get("messages") or body.get("input"),
+        "params": {k: v for k, v in body.items() if k not in _UNKEYED},
         # OpenAI's default temperature is 1: only an explicit 0 is deterministic.
-        sampled=task == Task.CHAT and (temperature is None or temperature > 0),
-        cache_control=cache_control,
-    )
-    if (cached := entry.lookup()) is not None:
-        return cached
-    with admission.admitted(ctx, **_estimate(versions, body, prompt)):
-        answer = _first_success(ctx, versions, body, path=path, stream=False)
-    entry.store(answer)
+        "sampled": "messages" in body and (temperature is None or temperature > 0),
+    }
+
+
+def to_cache(answer: bytes) -> bytes:
     return answer
 
 
-def _estimate(versions: list[ModelVersion], body: dict, prompt: str) -> dict:
+def from_cache(entry: bytes) -> bytes:
+    return entry
+
+
+def serve(ctx: RequestContext, versions: list[ModelVersion], texts: list[str], body: dict) -> bytes:
+    """The first answer of the candidates, in order: the upstream's JSON body, as it sent it."""
+    return _first_success(ctx, versions, body, stream=False)
+
+
+def open_stream(ctx: RequestContext, versions: list[ModelVersion], body: dict):
+    """Start a stream on the first candidate that answers; failures before its first event are
+    retried or fall back like any call. Returns what `relay` needs."""
+    # Always ask for usage: the cost is needed whether or not the client wants it.
+    upstream_body = {**body, "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+    return _first_success(ctx, versions, upstream_body, stream=True)
+
+
+def estimate(versions: list[ModelVersion], texts: list[str], body: dict) -> dict:
     """Upper bounds to reserve: a token is at least one byte of the prompt, plus a few per
     message, plus the tokens the answer may use; priced at the dearest candidate."""
     messages = body.get("messages") or []
-    prompt_tokens = len(prompt.encode()) + 4 * len(messages) + 2
+    prompt_tokens = len("\n".join(texts).encode()) + 4 * len(messages) + 2
     answer_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 0
     if messages and not answer_tokens:
         answer_tokens = settings.GATEWAY_CHAT_MAX_TOKENS_ESTIMATE
@@ -132,8 +78,9 @@ def _estimate(versions: list[ModelVersion], body: dict, prompt: str) -> dict:
     return {"tokens": prompt_tokens + answer_tokens, "cost": cost}
 
 
-def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict, *, path: str, stream: bool):
+def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict, *, stream: bool):
     release_connection()
+    path = _PATHS[versions[0].task]
     all_open = True
     for position, version in enumerate(versions):
         breaker = Breaker(version.pk)
@@ -153,7 +100,7 @@ def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict
             )
         except upstream_client.UpstreamRejected as exc:
             ctx.route.append(f"{version}: rejected the request")
-            raise ValidationError({"upstream": [str(exc)]}) from exc
+            raise InvalidInput(fields={"upstream": [str(exc)]}) from exc
         except upstream_client.UpstreamError as exc:
             breaker.record_failure()
             ctx.route.append(f"{version}: {exc}")
@@ -199,7 +146,11 @@ def _count_retry(version: ModelVersion, error: Exception) -> None:
     families.UPSTREAM_RETRIES.labels(version.name, version.version, reason).inc()
 
 
-def _relay(ctx, version, response, lines, wants_usage, prompt, reservation) -> Iterator[bytes]:
+def relay(ctx: RequestContext, opened, body: dict, prompt: str, reservation: Reservation) -> Iterator[bytes]:
+    """The stream's events for the client. A stream that breaks after its first event ends with
+    an SSE error event and the row is marked truncated; usage is settled when it ends."""
+    response, lines, version = opened
+    wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     usage = None
     content_chunks = 0
     started = time.perf_counter()
