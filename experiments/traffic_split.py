@@ -1,4 +1,4 @@
-"""Which variant of a running experiment answers a request (inference.services._route asks)."""
+"""Which variant of a running experiment answers a request (inference.planning.plan asks)."""
 
 from dataclasses import dataclass
 

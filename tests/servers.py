@@ -121,7 +121,7 @@ def celery_worker(env: dict, log_path: Path, timeout_s=120):
     from config.celery import app
 
     hostname = f"test-{uuid.uuid4().hex[:8]}@127.0.0.1"
-    command = [sys.executable, "-m", "celery", "-A", "gateway", "worker", "--beat", "--loglevel", "INFO"]
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--beat", "--loglevel", "INFO"]
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [*command, "--hostname", hostname, "--schedule", str(log_path.with_suffix(".beat"))],

@@ -97,4 +97,4 @@ def test_docker_compose_runs_prometheus_on_these_files_and_the_maintenance_worke
     assert (str(PROMETHEUS), "/etc/prometheus") in mounts
     assert "web" in services["web"]["environment"]["ALLOWED_HOSTS"].split(",")  # Prometheus's Host header
     assert "maintenance" in services["maintenance"]["command"]
-    assert services["beat"]["command"][:4] == ["celery", "-A", "gateway", "beat"]  # the one scheduler
+    assert services["beat"]["command"][:4] == ["celery", "-A", "config", "beat"]  # the one scheduler
