@@ -4,7 +4,7 @@ from gateway.metrics.families import LATENCY_BUCKETS_MS
 
 # The columns a rollup row is keyed by: one row per hour and combination of these.
 # To add a dimension (variant, provider...): add the same field as RequestLog's here and its
-# name to this tuple; rollups.py follows it, dashboards.py and filters.py choose to show it.
+# name to this tuple; rollups.py follows it, the dashboards' pages and filters.py choose to show it.
 DIMENSIONS = ("team", "api_key", "key_prefix", "model_name", "version", "status_code", "error_type", "cache_hit")
 # Foreign keys among them: grouped and stored by id.
 FOREIGN_KEYS = ("team", "api_key")

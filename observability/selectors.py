@@ -1,21 +1,27 @@
-"""Reads for the dashboards, from the rollups only (never the raw request log).
+"""Reads for the dashboards: usage from the rollups only (never the raw request log), and the
+keys and teams the rows name.
 
 Each page runs one or two GROUP BY queries over the hourly or daily rollups of the chosen
 period (the bucket decides which) and merges the rows in Python into the tables it shows,
 so its cost grows with days x combinations of key, version and outcome, not with requests.
+A page asks for rows of a named type (`ByKeyPrefix`, `ByVersion`...): its fields are the
+rollup dimensions it is grouped by, then the `Stats` of that group.
 
 Latency percentiles are read from the summed histogram columns, interpolated linearly
 inside the bucket that holds them (as Prometheus's histogram_quantile does).
 """
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple, TypeVar
 
 from django.db.models import Max, Q, Sum
 
 from gateway.metrics.families import LATENCY_BUCKETS_MS
+from gateway.models import APIKey, Team
 from observability.filters import Filters
 from observability.models import FOREIGN_KEYS, LATENCY_BUCKET_COLUMNS, DailyRollup, HourlyRollup
 
@@ -140,12 +146,82 @@ def grouped(filters: Filters, dims: tuple[str, ...], *, latency: bool = True) ->
     return dict(stats)
 
 
-def regroup(stats: dict[tuple, Stats], key: Callable[[tuple], tuple]) -> dict[tuple, Stats]:
-    """Merge finer groups into coarser ones, e.g. (day, key, version) into (key,)."""
+# Grouped rows: the rollup dimensions grouped by (a foreign key as its id, `<name>_id`), then
+# the group's Stats.
+
+
+class ByStart(NamedTuple):
+    start: datetime  # the time bucket
+    stats: Stats
+
+
+class ByOutcome(NamedTuple):
+    status_code: int
+    error_type: str
+    stats: Stats
+
+
+class ByKeyPrefix(NamedTuple):
+    key_prefix: str  # empty: no key given
+    stats: Stats
+
+
+class ByTeam(NamedTuple):
+    team_id: int | None  # the team billed; None: none
+    stats: Stats
+
+
+class ByModel(NamedTuple):
+    model_name: str
+    stats: Stats
+
+
+class ByVersion(NamedTuple):
+    model_name: str
+    version: str  # empty: no version served (refused before routing)
+    stats: Stats
+
+
+class ByStartAndModel(NamedTuple):
+    start: datetime
+    model_name: str
+    stats: Stats
+
+
+class ByStartAndVersion(NamedTuple):
+    start: datetime
+    model_name: str
+    version: str
+    stats: Stats
+
+
+Row = TypeVar("Row", bound=tuple)
+
+
+def grouped_rows(filters: Filters, row: type[Row], *, latency: bool = True) -> list[Row]:
+    """One `row` per combination of its dimensions in the period. Without `latency` the
+    histogram is not summed: cheaper, for tables that show no latency."""
+    dims = _dimensions(row)
+    return [row(*group, stats) for group, stats in grouped(filters, dims, latency=latency).items()]
+
+
+def regroup(finer: Iterable[tuple], row: type[Row]) -> list[Row]:
+    """Merge finer rows into coarser ones, e.g. ByStartAndVersion into ByVersion."""
+    fields = row._fields[:-1]
     merged: dict[tuple, Stats] = defaultdict(Stats)
-    for group, value in stats.items():
-        merged[key(group)].merge(value)
-    return dict(merged)
+    for value in finer:
+        merged[tuple(getattr(value, name) for name in fields)].merge(value.stats)
+    return [row(*group, stats) for group, stats in merged.items()]
+
+
+def series(filters: Filters, by_start: Iterable[ByStart]) -> list[ByStart]:
+    """A row for every bucket of the period, zeros where nothing was logged."""
+    stats = {row.start: row.stats for row in by_start}
+    return [ByStart(start, stats.get(start, Stats())) for start in buckets(filters)]
+
+
+def _dimensions(row: type[tuple]) -> tuple[str, ...]:
+    return tuple(name.removesuffix("_id") for name in row._fields[:-1])
 
 
 def total(stats: Iterable[Stats]) -> Stats:
@@ -162,6 +238,16 @@ def buckets(filters: Filters) -> list:
         starts.append(current)
         current += filters.step
     return starts
+
+
+def keys_by_prefix(prefixes: Iterable[str]) -> dict[str, APIKey]:
+    """The keys (with their teams) that these prefixes name; a deleted key's prefix is absent."""
+    return {key.prefix: key for key in APIKey.objects.select_related("team").filter(prefix__in=set(prefixes) - {""})}
+
+
+def teams_by_id(ids: Iterable[int | None]) -> dict[int, Team]:
+    """The teams with these ids; a deleted team's id is absent."""
+    return {team.pk: team for team in Team.objects.filter(pk__in=set(ids) - {None})}
 
 
 def _rows(filters: Filters, dims: tuple[str, ...], latency: bool) -> list[dict]:

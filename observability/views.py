@@ -8,7 +8,9 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from observability import dashboards, rollups
+from observability import rollups
+from observability.dashboards import PAGES
+from observability.dashboards.components import Table
 from observability.filters import filter_form
 
 # The pages in their tab order: (page id, URL name).
@@ -24,7 +26,7 @@ _REFRESH_ON_VIEW_EVERY = timedelta(minutes=1)
 @staff_member_required
 def dashboard(request, page: str):
     """One dashboard for the filters in the query string; `?export=<table id>` gives that table as CSV."""
-    if page not in dashboards.PAGES:
+    if page not in PAGES:
         raise Http404
     if settings.GATEWAY_REFRESH_ROLLUPS_ON_VIEW:
         _refresh_if_stale()
@@ -32,7 +34,7 @@ def dashboard(request, page: str):
     if not form.is_valid():
         return _render(request, page, form, None, status=400)
     filters = form.filters()
-    built = dashboards.PAGES[page](filters)
+    built = PAGES[page](filters)
     export = request.GET.get("export")
     if export:
         table = built.table(export)
@@ -59,7 +61,7 @@ def _render(request, page, form, built, filters=None, status=200):
     return render(request, "observability/dashboard.html", context, status=status)
 
 
-def _csv(table: dashboards.Table, filename: str) -> HttpResponse:
+def _csv(table: Table, filename: str) -> HttpResponse:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     writer = csv.writer(response)

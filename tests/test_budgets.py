@@ -1,5 +1,6 @@
 import datetime
 import logging
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -11,7 +12,7 @@ from gateway.limits import budgets
 from gateway.models import BudgetAlert, BudgetPeriod, RequestLog
 from inference.backends.encoder import most_tokens
 from inference.models import ModelVersion
-from tests.factories import APIKeyFactory, TeamFactory, sentiment_priced_per_request
+from tests.factories import APIKeyFactory, RequestLogFactory, TeamFactory, sentiment_priced_per_request
 
 pytestmark = pytest.mark.usefixtures("default_models")
 
@@ -168,3 +169,21 @@ def test_token_estimate_is_an_upper_bound(client, api_key, text):
     response = client.post("/api/v1/embeddings", {"input": text}, format="json", HTTP_X_API_KEY=api_key.plaintext)
 
     assert response.json()["usage"]["prompt_tokens"] <= most_tokens(text)
+
+
+def test_spend_of_many_owners_read_at_once_is_each_ones_spend_this_period(client, priced):
+    team = TeamFactory(budget_usd=Decimal("1"), budget_period=BudgetPeriod.MONTH)
+    from_log = APIKeyFactory(team=team, budget_usd=Decimal("1"), budget_period=BudgetPeriod.WEEK)
+    RequestLogFactory(api_key=from_log, key_prefix=from_log.prefix, team=team, cost_usd=Decimal("0.5"))
+    live = APIKeyFactory(team=team, budget_usd=Decimal("1"), budget_period=BudgetPeriod.DAY)
+    _predict(client, live, "one")
+    _predict(client, live, "two")  # its counter holds 0.02, its team's 0.52 (rebuilt from the log first)
+    unbudgeted = APIKeyFactory()
+    RequestLogFactory(api_key=unbudgeted, key_prefix=unbudgeted.prefix, cost_usd=Decimal("0.25"))
+    RequestLogFactory(key_prefix=live.prefix, shadow_of=uuid.uuid4(), cost_usd=Decimal("7"))  # billed to nobody
+    owners = [live, from_log, unbudgeted, team, APIKeyFactory(budget_usd=CENT)]
+
+    spent = budgets.spent_this_period_of(owners)
+
+    assert spent == [budgets.spent_this_period(owner) for owner in owners]
+    assert spent == [Decimal("0.02"), Decimal("0.5"), Decimal("0.25"), Decimal("0.52"), Decimal(0)]

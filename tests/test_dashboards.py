@@ -1,6 +1,7 @@
 import csv
 import io
 import json
+import uuid
 from decimal import Decimal
 from html.parser import HTMLParser
 
@@ -9,12 +10,13 @@ from django.db.models import Count, Sum
 from django.http import QueryDict
 from django.test import override_settings
 
-from gateway.limits import budgets
+from gateway.limits import admission, budgets
 from gateway.models import RequestLog, Team
+from gateway.record.context import RequestContext
 from observability import rollups
 from observability.filters import filter_form
 from observability.seeding import seed_request_logs
-from tests.factories import RequestLogFactory, StaffUserFactory
+from tests.factories import APIKeyFactory, RequestLogFactory, StaffUserFactory, TeamFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -260,3 +262,25 @@ def test_keys_and_teams_show_spend_against_their_budgets(staff_client, history):
     assert key_row[keys[0].index("Team")] == team.name
     assert key_row[keys[0].index("Requests/min limit")] == "120"
     assert Decimal(key_row[keys[0].index("Spent this period (USD)")]) == key_spent.quantize(Decimal("0.000001"))
+
+
+def test_spent_this_period_is_the_figure_the_budgets_enforce(staff_client, db):
+    team = TeamFactory(budget_usd=Decimal("5"), budget_period="month")
+    key = APIKeyFactory(team=team, budget_usd=Decimal("2"), budget_period="day")
+    RequestLogFactory(api_key=key, key_prefix=key.prefix, team=team, cost_usd=Decimal("0.25"))
+    # A shadow copy names the caller's key by prefix but bills nobody.
+    RequestLogFactory(key_prefix=key.prefix, shadow_of=uuid.uuid4(), cost_usd=Decimal("0.1"))
+    # A request still running: its estimate is reserved on both budgets, not yet logged.
+    admission.reserve(RequestContext(api_key=key, key_prefix=key.prefix), tokens=0, cost=Decimal("0.3"))
+    rollups.refresh()
+
+    tables = _Tables(staff_client.get("/admin/dashboards/keys/?period=7d").content.decode()).tables
+
+    keys, teams = tables["keys"], tables["teams"]
+    (key_row,) = [row for row in keys[1:] if row[0] == f"gw_{key.prefix}…"]
+    (team_row,) = [row for row in teams[1:] if row[0] == team.name]
+    assert key_row[keys[0].index("Spent this period (USD)")] == f"{budgets.spent_this_period(key):.6f}" == "0.550000"
+    assert team_row[teams[0].index("Spent this period (USD)")] == f"{budgets.spent_this_period(team):.6f}" == "0.550000"
+    assert key_row[keys[0].index("Budget used (%)")] == "27.50"
+    # The period's cost column is the log's by prefix: the shadow copy in, the reservation not.
+    assert key_row[keys[0].index("Cost (USD)")] == "0.350000"

@@ -1,0 +1,7 @@
+"""The staff dashboards: one module per page, each building a `components.Page` from the
+selectors; views.py renders it, or one of its tables as CSV."""
+
+from observability.dashboards import cost, keys, model_versions, overview
+
+# Page id (as in the URL names) -> what builds it.
+PAGES = {"overview": overview.build, "cost": cost.build, "models": model_versions.build, "keys": keys.build}
