@@ -109,9 +109,12 @@ def test_a_training_run_registers_its_version_as_a_draft_with_one_event(default_
         "sentence\tlabel\n" + "".join(f"{t}\t1\n" for t in positive) + "".join(f"{t}\t0\n" for t in negative)
     )
     run = TrainingRun.objects.create(
-        data_path=str(data), name="sentiment", version="trained", label_names={"0": "NEGATIVE", "1": "POSITIVE"},
+        data_path=str(data),
+        name="sentiment",
+        version="trained",
+        label_names={"0": "NEGATIVE", "1": "POSITIVE"},
         requested_by="ops-admin",
-    )  # fmt: skip
+    )
 
     train_classifier_run(run.pk)
 
