@@ -11,6 +11,7 @@ from gateway.caching import snapshot
 from gateway.models import AuditAction
 from gateway.record import audit
 from inference.models import Status
+from inference.services import model_version_promote
 
 # Significance a variant needs to be called the winner (two-sided, positive-outcome rate).
 WINNER_P_VALUE = 0.05
@@ -163,14 +164,12 @@ def experiment_promote_winner(experiment: Experiment, *, actor: str) -> Variant:
             "nothing was promoted. Keep it running for more feedback, or stop it."
         )
     variant = experiment.variants.select_related("model_version").get(name=best.name)
-    variant.model_version.promote()
-    audit.record(
+    model_version_promote(
+        version=variant.model_version,
         actor=actor,
-        action=AuditAction.PROMOTE,
         experiment=experiment,
-        model_version=variant.model_version,
-        message=f"Promoted to production as the winner of {experiment}: positive outcomes "
-        f"{best.positive_rate:.1%} vs control, p = {best.vs_control['positive_rate'].p_value:.2g}.",
+        reason=f"the winner of {experiment}: positive outcomes {best.positive_rate:.1%} vs control, "
+        f"p = {best.vs_control['positive_rate'].p_value:.2g}",
     )
     experiment_stop(experiment, actor=actor, note=f"; {variant.model_version} promoted")
     return variant

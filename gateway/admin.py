@@ -1,10 +1,12 @@
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.utils import timezone
-from django.utils.html import format_html
+from django.utils import formats, timezone
+from django.utils.html import format_html, format_html_join
 
+from gateway.keys.services import api_key_create, api_key_revoke
 from gateway.limits import usage
 from gateway.models import APIKey, AuditEvent, BudgetAlert, RequestLog, Team
+from gateway.record import audit
 
 _LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "budget_usd", "budget_period", "budget_alert_percent")
 
@@ -83,6 +85,7 @@ class APIKeyAdmin(admin.ModelAdmin):
         "requests_this_minute",
         "tokens_this_minute",
         "spend_this_period",
+        "history",
     )
     fieldsets = (
         (
@@ -111,6 +114,7 @@ class APIKeyAdmin(admin.ModelAdmin):
                 "and its team's are separate caps; a request must fit both.",
             },
         ),
+        ("History", {"fields": ("history",)}),
     )
     actions = ["revoke_keys"]
 
@@ -145,6 +149,26 @@ class APIKeyAdmin(admin.ModelAdmin):
     def spend_this_period(self, obj):
         return _budget(usage.key_usage(obj, unbudgeted_spend=True)) if obj.pk else "—"
 
+    @admin.display(description="Creation and revocation")
+    def history(self, obj):
+        # A read-only field rather than an inline like the versions': an inline would make every
+        # post of this form carry the inline's management data, though nothing in it is editable.
+        events = obj.audit_events.all() if obj.pk else []
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    formats.localize(timezone.template_localtime(e.created_at)),
+                    e.actor,
+                    e.get_action_display(),
+                    e.message,
+                )
+                for e in events
+            ),
+        )
+        return format_html("<table>{}</table>", rows) if events else "—"
+
     @staticmethod
     def _usage(obj) -> usage.Usage:
         # Three columns read it; one lookup per row and page.
@@ -155,8 +179,24 @@ class APIKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             return super().save_model(request, obj, form, change)
-        full_key = obj.set_new_secret()
-        super().save_model(request, obj, form, change)
+        key, full_key = api_key_create(
+            name=obj.name,
+            owner=obj.owner,
+            team=obj.team,
+            endpoints=obj.allowed_endpoints,
+            models=obj.allowed_models,
+            expires_at=obj.expires_at,
+            is_active=obj.is_active,
+            requests_per_minute=obj.requests_per_minute,
+            tokens_per_minute=obj.tokens_per_minute,
+            budget_usd=obj.budget_usd,
+            budget_period=obj.budget_period,
+            budget_alert_percent=obj.budget_alert_percent,
+            actor=audit.actor_of(request.user),
+        )
+        # The admin's log entry and redirect read the form's instance: make it the created row.
+        obj.pk = key.pk
+        obj.refresh_from_db()
         messages.warning(
             request,
             f"The new API key is {full_key} — copy it now: it is shown this once and stored only as a hash.",
@@ -164,10 +204,8 @@ class APIKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected keys (permanent)")
     def revoke_keys(self, request, queryset):
-        revoked = 0
-        for key in queryset.filter(revoked_at__isnull=True):
-            key.revoke()
-            revoked += 1
+        actor = audit.actor_of(request.user)
+        revoked = sum(api_key_revoke(key=key, actor=actor) for key in queryset.filter(revoked_at__isnull=True))
         self.message_user(request, f"Revoked {revoked} key(s); they are refused from the next request on.")
 
 

@@ -2,10 +2,10 @@ from django.contrib import admin, messages
 from django.db import models, transaction
 
 from gateway.admin import AuditEventInline
-from gateway.models import AuditAction
 from gateway.record import audit
 from inference.models import FallbackChain, FallbackStep, ModelVersion, Provider, RoutingRule, Status, TrainingRun
 from inference.provider_calls import provider_models
+from inference.services import model_version_archive, model_version_promote, model_version_register
 from inference.tasks import train_classifier_run
 
 
@@ -44,40 +44,32 @@ class ModelVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Select at most one version per model name.", messages.ERROR)
             return
         for version in queryset:
-            self._promote(request, version)
+            model_version_promote(version=version, actor=audit.actor_of(request.user))
         self.message_user(request, f"Promoted {', '.join(str(v) for v in queryset)}.")
 
     @admin.action(description="Archive (no longer served)")
     def archive(self, request, queryset):
         for version in queryset:
-            version.archive()
-            audit.record(
-                actor=audit.actor_of(request.user),
-                action=AuditAction.ARCHIVE,
-                model_version=version,
-                message=f"Archived {version}.",
-            )
+            model_version_archive(version=version, actor=audit.actor_of(request.user))
         self.message_user(request, f"Archived {len(queryset)} version(s).")
 
     def save_model(self, request, obj, form, change):
-        # Production is reached through the promote action, which steps the old version down.
-        if obj.status == Status.PRODUCTION and (not change or "status" in form.changed_data):
-            obj.status = Status.STAGING
+        actor = audit.actor_of(request.user)
+        status_set = not change or "status" in form.changed_data
+        # Production and archived are reached through their services, which audit them (and step
+        # the old production version down): the form saves the version as it was, they do the rest.
+        promote = status_set and obj.status == Status.PRODUCTION
+        archive = change and status_set and obj.status == Status.ARCHIVED
+        if promote or archive:
+            obj.status = form.initial["status"] if change else Status.STAGING
+        if change:
             super().save_model(request, obj, form, change)
-            self._promote(request, obj)
-            return
-        super().save_model(request, obj, form, change)
-
-    def _promote(self, request, version: ModelVersion) -> None:
-        previous = ModelVersion.objects.filter(name=version.name, status=Status.PRODUCTION).exclude(pk=version.pk)
-        stepped_down = ", ".join(str(v) for v in previous) or "none"
-        version.promote()
-        audit.record(
-            actor=audit.actor_of(request.user),
-            action=AuditAction.PROMOTE,
-            model_version=version,
-            message=f"Promoted {version} to production (previous production version: {stepped_down}).",
-        )
+        else:
+            model_version_register(version=obj, actor=actor)
+        if promote:
+            model_version_promote(version=obj, actor=actor)
+        elif archive:
+            model_version_archive(version=obj, actor=actor)
 
 
 @admin.register(Provider)

@@ -18,12 +18,11 @@ import torch
 from django.conf import settings
 from django.utils import timezone
 
-from gateway.models import AuditAction
-from gateway.record import audit
 from inference import registry
 from inference.backends.embedding_head import save_head
 from inference.backends.loading import encoder_for
 from inference.models import Backend, ModelVersion, Status, Task
+from inference.services import model_version_register
 
 # Inputs per forward pass while embedding the training set, sorted by length so
 # each batch pads little (../shared/MEASUREMENTS.md: sorting alone gave 1.9x).
@@ -153,26 +152,22 @@ def train_classifier(
         labels,
         {"encoder": encoder_version.source, "data_sha256": data_sha256, "metrics": metrics},
     )
-    created = ModelVersion(
-        name=name,
-        version=version,
-        task=Task.TEXT_CLASSIFICATION,
-        backend=Backend.EMBEDDING_HEAD,
-        source=f"store:{relative.as_posix()}",
-        status=Status.DRAFT,
-        labels=labels,
-        config={"encoder": encoder_version.source},
-        metrics=metrics,
-        data_sha256=data_sha256,
-        notes=f"Logistic-regression head on {encoder_version} embeddings, trained on {path.name} "
-        f"({len(train)} examples); held-out accuracy {metrics['heldout_accuracy']:.3f}.",
-    )
-    created.full_clean()
-    created.save()
-    audit.record(
+    created = model_version_register(
+        version=ModelVersion(
+            name=name,
+            version=version,
+            task=Task.TEXT_CLASSIFICATION,
+            backend=Backend.EMBEDDING_HEAD,
+            source=f"store:{relative.as_posix()}",
+            status=Status.DRAFT,
+            labels=labels,
+            config={"encoder": encoder_version.source},
+            metrics=metrics,
+            data_sha256=data_sha256,
+            notes=f"Logistic-regression head on {encoder_version} embeddings, trained on {path.name} "
+            f"({len(train)} examples); held-out accuracy {metrics['heldout_accuracy']:.3f}.",
+        ),
         actor=actor,
-        action=AuditAction.REGISTER,
-        model_version=created,
         message=f"Trained from {path} (sha256 {data_sha256[:12]}…): held-out accuracy "
         f"{metrics['heldout_accuracy']:.3f} vs majority baseline {metrics['majority_baseline']:.3f}.",
     )

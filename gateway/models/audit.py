@@ -5,16 +5,20 @@ from django.utils import timezone
 class AuditAction(models.TextChoices):
     REGISTER = "register", "Registered"
     PROMOTE = "promote", "Promoted"
+    DEMOTE = "demote", "Stepped down to staging"
     ARCHIVE = "archive", "Archived"
     START = "start", "Experiment started"
     PAUSE = "pause", "Experiment paused"
     STOP = "stop", "Experiment stopped"
     WEIGHTS = "weights", "Weights or coverage changed"
     GUARDRAIL = "guardrail", "Paused by guardrail"
+    KEY_CREATE = "key-create", "API key created"
+    KEY_REVOKE = "key-revoke", "API key revoked"
 
 
 class AuditEvent(models.Model):
-    """Who changed what in a model's life cycle, and when; shown on each version and experiment."""
+    """Who changed what in a model's or an API key's life cycle, and when; shown on each version,
+    experiment and key."""
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # A username, or what acted on its own ("guardrail", "trainclassifier"); a string so the
@@ -26,6 +30,9 @@ class AuditEvent(models.Model):
     )
     experiment = models.ForeignKey(
         "experiments.Experiment", null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
+    )
+    api_key = models.ForeignKey(
+        "gateway.APIKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="audit_events"
     )
     message = models.TextField()
 

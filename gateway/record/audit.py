@@ -1,4 +1,4 @@
-"""The audit trail of model versions and experiments (gateway.models.AuditEvent)."""
+"""The audit trail of model versions, experiments and API keys (gateway.models.AuditEvent)."""
 
 from gateway.models import AuditEvent
 
@@ -7,7 +7,12 @@ def actor_of(user) -> str:
     return user.get_username() if user is not None and user.is_authenticated else "anonymous"
 
 
-def record(*, actor: str, action: str, message: str, model_version=None, experiment=None) -> AuditEvent:
+def record(*, actor: str, action: str, message: str, model_version=None, experiment=None, api_key=None) -> AuditEvent:
     return AuditEvent.objects.create(
-        actor=actor, action=action, message=message, model_version=model_version, experiment=experiment
+        actor=actor,
+        action=action,
+        message=message,
+        model_version=model_version,
+        experiment=experiment,
+        api_key=api_key,
     )

@@ -163,18 +163,22 @@ class ModelVersion(models.Model):
             return self.backend in DETERMINISTIC_BACKENDS
         return self.cache_scope == CacheScope.SHARED
 
-    def promote(self) -> None:
-        """Make this the production version of its name; the current one steps down to staging."""
+    def promote(self) -> list["ModelVersion"]:
+        """Make this the production version of its name; the current one steps down to staging
+        and is returned. The state change only: inference.services.model_version_promote audits it."""
         with transaction.atomic():
             # Lock the name's rows so two concurrent promotions cannot both win.
-            list(ModelVersion.objects.select_for_update().filter(name=self.name))
-            ModelVersion.objects.filter(name=self.name, status=Status.PRODUCTION).exclude(pk=self.pk).update(
-                status=Status.STAGING
-            )
+            rows = ModelVersion.objects.select_for_update().filter(name=self.name)
+            previous = [v for v in rows if v.status == Status.PRODUCTION and v.pk != self.pk]
+            ModelVersion.objects.filter(pk__in=[v.pk for v in previous]).update(status=Status.STAGING)
+            for version in previous:
+                version.status = Status.STAGING
             self.status = Status.PRODUCTION
             self.promoted_at = timezone.now()
             self.save(update_fields=["status", "promoted_at", "updated_at"])
+        return previous
 
     def archive(self) -> None:
+        """The state change only: inference.services.model_version_archive audits it."""
         self.status = Status.ARCHIVED
         self.save(update_fields=["status", "updated_at"])

