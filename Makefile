@@ -66,7 +66,8 @@ vendor-js:
 		observability/static/observability/vendor/chartjs/
 	cp assets/node_modules/@kurkle/color/LICENSE.md observability/static/observability/vendor/chartjs/LICENSE-kurkle-color.md
 
-# Throughput and latency under wrk, against PostgreSQL and Redis (docs/benchmarks.md).
+# Throughput and latency under wrk, against PostgreSQL and Redis, on SST-2 sentences from
+# SHARED_DATA_DIR (docs/benchmarks.md).
 bench: $(VENV)/.installed
 	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/run.py
