@@ -40,10 +40,12 @@ test: $(VENV)/.installed
 	$(MAKE) --no-print-directory lint
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest
 
-# Django's checks run on the embedded default: they need no services.
+# Django's checks and mypy (the modules pyproject.toml lists) run on the embedded default:
+# they need no services.
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/mypy
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py check
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py makemigrations --check --dry-run
 
