@@ -40,10 +40,12 @@ test: $(VENV)/.installed
 	$(MAKE) --no-print-directory lint
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest
 
-# Django's checks run on the embedded default: they need no services.
+# Django's checks and mypy (the modules pyproject.toml lists) run on the embedded default:
+# they need no services.
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	env -u DATABASE_URL -u REDIS_URL $(BIN)/mypy
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py check
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py makemigrations --check --dry-run
 
@@ -66,7 +68,8 @@ vendor-js:
 		observability/static/observability/vendor/chartjs/
 	cp assets/node_modules/@kurkle/color/LICENSE.md observability/static/observability/vendor/chartjs/LICENSE-kurkle-color.md
 
-# Throughput and latency under wrk, against PostgreSQL and Redis (docs/benchmarks.md).
+# Throughput and latency under wrk, against PostgreSQL and Redis, on SST-2 sentences from
+# SHARED_DATA_DIR (docs/benchmarks.md).
 bench: $(VENV)/.installed
 	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/run.py

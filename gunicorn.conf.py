@@ -12,12 +12,11 @@ import tempfile
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 worker_class = "gthread"
 workers = int(os.environ.get("WEB_WORKERS", "2"))
-# Threads mostly wait (on a model's batch or an upstream): 160 per worker held 0.92 of ideal
-# at 256 concurrent slow upstream calls (../shared/MEASUREMENTS.md).
+# Threads mostly wait (on a model's batch or an upstream), so many per worker
+# (docs/decisions/0001-serving-stack.md).
 threads = int(os.environ.get("WEB_THREADS", "160"))
 # PyTorch threads per worker: the cores shared out, so the workers' forward passes do not
-# oversubscribe them (2 workers x 1 thread served 20% more classifications than 2 x 2 on 2
-# cores in `make bench`; docs/benchmarks.md).
+# oversubscribe them (docs/benchmarks.md).
 os.environ.setdefault("TORCH_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
 # A slow upstream call may take a minute; the worker must not be killed meanwhile.
 timeout = int(os.environ.get("WEB_TIMEOUT", "120"))
@@ -59,9 +58,8 @@ def on_exit(server):
 
 def post_worker_init(worker):
     """Load every production model in this worker before it takes traffic, then keep the
-    garbage collector off what was loaded: full collections walked every object of torch,
-    transformers and Django while holding the GIL, stalling every thread (p99 at one client 170 ms -> 10 ms,
-    256 slow calls 0.73 -> 0.9 of ideal in `make bench`; docs/benchmarks.md)."""
+    garbage collector off what was loaded: full collections walk every object of torch,
+    transformers and Django while holding the GIL, stalling every thread (docs/benchmarks.md)."""
     from inference import pool
 
     pool.warm_up()

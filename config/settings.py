@@ -15,8 +15,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
 
-# Models load from local files only; set HF_HUB_OFFLINE=0 to let hub ids download.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# --- Django core: apps, middleware, templates, auth, i18n, static files, security ---
 
 DEBUG = env.bool("DEBUG", default=False)
 # The embedded default must start with nothing set; `check --deploy` flags this key.
@@ -74,6 +73,30 @@ TEMPLATES = [
     },
 ]
 
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+
+# --- Database and cache ---
+
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's own psycopg 3 pool: threads borrow a connection per request instead of
@@ -107,7 +130,9 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
-# Batch jobs: Redis in production; with no broker configured tasks run eagerly in-process.
+# --- Celery: broker, worker, beat schedule, task routes ---
+
+# Redis in production; with no broker configured tasks run eagerly in-process.
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
 CELERY_TASK_ACKS_LATE = True
@@ -116,11 +141,6 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Job state and results live in PostgreSQL; Celery's own result store would be a second copy.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Worker child processes, each with its own model copy and micro-batcher: on 2 cores, 2
-# children x 1 torch thread ran 2-3x the items/s of one process with 2 threads
-# (docs/decisions/0010-batch-jobs.md). Children load models after the fork, on first use.
-CELERY_WORKER_POOL = env("WORKER_POOL", default="prefork")
-CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=2)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Redis hands a task that was taken but never acknowledged (its worker died) to another
     # worker after this long; a task still running past it is handed out twice, which chunk
@@ -131,27 +151,34 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": 1,
 }
 
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
-]
+# Child processes, each with its own model copy and micro-batcher, loaded after the fork on
+# first use; one per core beats threads in one process (docs/decisions/0010-batch-jobs.md).
+CELERY_WORKER_POOL = env("WORKER_POOL", default="prefork")
+CELERY_WORKER_CONCURRENCY = env.int("WORKER_CONCURRENCY", default=2)
 
-LANGUAGE_CODE = "en-us"
-TIME_ZONE = "UTC"
-USE_I18N = True
-USE_TZ = True
-
-STATIC_URL = "static/"
-STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
-STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+# An active batch job with no progress for this long has its pending chunks queued again
+# (their messages may have been lost); keep it well above CELERY_VISIBILITY_TIMEOUT_S, which
+# recovers the usual case. Beat sends that check every GATEWAY_BATCH_STALL_CHECK_S.
+GATEWAY_BATCH_STALLED_AFTER_S = env.int("GATEWAY_BATCH_STALLED_AFTER_S", default=900)
+GATEWAY_BATCH_STALL_CHECK_S = env.int("GATEWAY_BATCH_STALL_CHECK_S", default=60)
+# Every periodic task. One beat per deployment; extra ones only repeat the work.
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stalled-batch-jobs": {
+        "task": "inference.batches.tasks.requeue_stalled_batch_jobs",
+        "schedule": GATEWAY_BATCH_STALL_CHECK_S,
+        "options": {"expires": GATEWAY_BATCH_STALL_CHECK_S},
+    },
+    "refresh-rollups": {"task": "observability.tasks.refresh_rollups", "schedule": 60.0},
+    "prune-request-log": {"task": "observability.tasks.prune_request_log", "schedule": 3600.0},
 }
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Beat's state file: the image's working directory is read-only for its user.
+CELERY_BEAT_SCHEDULE_FILENAME = env(
+    "CELERY_BEAT_SCHEDULE_FILENAME", default=os.path.join(tempfile.gettempdir(), "gateway-celerybeat-schedule")
+)
+# Maintenance has its own queue (a `-Q maintenance` worker), so a backlog of batch jobs never delays it.
+CELERY_TASK_ROUTES = {"observability.tasks.*": {"queue": "maintenance"}}
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+# --- API: DRF, OpenAPI schema, body and batch limits, keys ---
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["gateway.keys.authentication.APIKeyAuthentication"],
@@ -172,54 +199,41 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
 }
 
-# Body size limit: larger requests get a JSON 413 before anything parses them.
+# Larger requests get a JSON 413 before anything parses them.
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=1_048_576)
 # Batch submissions carry thousands of inputs: their paths get a limit of their own.
 GATEWAY_BATCH_MAX_BODY_BYTES = env.int("GATEWAY_BATCH_MAX_BODY_BYTES", default=16 * 1_048_576)
 GATEWAY_BATCH_SUBMIT_PATHS = ("/api/v1/batches", "/batch_predict")
 # Django's own check comes after the middleware's per-path one, so it allows the larger.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(GATEWAY_MAX_BODY_BYTES, GATEWAY_BATCH_MAX_BODY_BYTES)
-# Batch jobs: most items in one job, and items per Celery task (small enough that progress
-# moves and a crashed worker redoes little; big enough to fill a forward pass).
+# Most items in one batch job, and items per Celery task (small enough that progress moves
+# and a crashed worker redoes little; big enough to fill a forward pass).
 GATEWAY_BATCH_MAX_ITEMS = env.int("GATEWAY_BATCH_MAX_ITEMS", default=10_000)
 GATEWAY_BATCH_CHUNK_SIZE = env.int("GATEWAY_BATCH_CHUNK_SIZE", default=32)
-# An active job with no progress for this long has its pending chunks queued again (their
-# messages may have been lost); keep it well above CELERY_VISIBILITY_TIMEOUT_S, which
-# recovers the usual case. Celery beat sends the check every GATEWAY_BATCH_STALL_CHECK_S.
-GATEWAY_BATCH_STALLED_AFTER_S = env.int("GATEWAY_BATCH_STALLED_AFTER_S", default=900)
-GATEWAY_BATCH_STALL_CHECK_S = env.int("GATEWAY_BATCH_STALL_CHECK_S", default=60)
-# Celery beat sends the stall check (one beat per deployment; extra ones only repeat it).
-CELERY_BEAT_SCHEDULE = {
-    "requeue-stalled-batch-jobs": {
-        "task": "inference.batches.tasks.requeue_stalled_batch_jobs",
-        "schedule": GATEWAY_BATCH_STALL_CHECK_S,
-        "options": {"expires": GATEWAY_BATCH_STALL_CHECK_S},
-    }
-}
-# Beat's state file: the image's working directory is read-only for its user.
-CELERY_BEAT_SCHEDULE_FILENAME = env(
-    "CELERY_BEAT_SCHEDULE_FILENAME", default=os.path.join(tempfile.gettempdir(), "gateway-celerybeat-schedule")
-)
-# Paths whose every request leaves one RequestLog row.
-GATEWAY_LOGGED_PATH_PREFIXES = ("/api/", "/v1/", "/predict", "/batch_predict", "/batch_result")
-# Off only to measure what the log rows cost (make bench); metrics and the access log stay on.
-# Every request is logged otherwise.
-GATEWAY_REQUEST_LOG_ENABLED = env.bool("GATEWAY_REQUEST_LOG_ENABLED", default=True)
-# Rows gathered this long are written together by a writer thread per process; 0 writes each
-# on its request's thread. A killed process loses at most this window (gateway/record/log_writer.py).
-GATEWAY_REQUEST_LOG_BUFFER_S = env.float("GATEWAY_REQUEST_LOG_BUFFER_S", default=0.05)
-# Raw input text is personal data: stored on the log row only when enabled.
-GATEWAY_LOG_REQUEST_TEXT = env.bool("GATEWAY_LOG_REQUEST_TEXT", default=False)
-# Take the client IP from X-Forwarded-For only behind a proxy that sets it.
-GATEWAY_TRUST_X_FORWARDED_FOR = env.bool("GATEWAY_TRUST_X_FORWARDED_FOR", default=False)
+GATEWAY_MAX_EMBEDDING_INPUTS = env.int("GATEWAY_MAX_EMBEDDING_INPUTS", default=256)
+# Skip the last-used write when the stored value is this recent (one UPDATE a minute per key).
+GATEWAY_KEY_LAST_USED_RESOLUTION_S = 60
+
+# --- Models and inference: defaults, timeouts, queue, model store, threads, upstreams ---
+
+# Models load from local files only; set HF_HUB_OFFLINE=0 to let hub ids download.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 GATEWAY_DEFAULT_CLASSIFIER = env("GATEWAY_DEFAULT_CLASSIFIER", default="sentiment")
 GATEWAY_DEFAULT_EMBEDDINGS = env("GATEWAY_DEFAULT_EMBEDDINGS", default="embeddings")
-GATEWAY_MAX_EMBEDDING_INPUTS = env.int("GATEWAY_MAX_EMBEDDING_INPUTS", default=256)
 GATEWAY_DEFAULT_CHAT = env("GATEWAY_DEFAULT_CHAT", default="smollm2")
-# The local LLM engine (llama.cpp's OpenAI-compatible server) that `bootstrap` registers.
-LOCAL_LLM_URL = env("LOCAL_LLM_URL", default="http://127.0.0.1:8081/v1")
-# Tokens reserved against limits and budgets for a chat call that does not set max_tokens.
-GATEWAY_CHAT_MAX_TOKENS_ESTIMATE = env.int("GATEWAY_CHAT_MAX_TOKENS_ESTIMATE", default=1024)
+# How long a request may wait for the model before it is answered 503.
+GATEWAY_INFERENCE_TIMEOUT_S = env.float("GATEWAY_INFERENCE_TIMEOUT_S", default=10.0)
+# Requests queued per model before new ones are refused with 503.
+GATEWAY_INFERENCE_QUEUE_SIZE = env.int("GATEWAY_INFERENCE_QUEUE_SIZE", default=1024)
+# Response cache master switch (TTLs are per model version).
+GATEWAY_RESPONSE_CACHE = env.bool("GATEWAY_RESPONSE_CACHE", default=True)
+# Where trainclassifier saves model artifacts; versions refer to them as store:<path>.
+MODEL_STORE = Path(env("MODEL_STORE", default=str(BASE_DIR / "model_store")))
+# PyTorch threads per process (0: PyTorch's default, one per core); gunicorn.conf.py sets
+# C / W for W web workers on C cores unless this is set.
+TORCH_THREADS = env.int("TORCH_THREADS", default=0)
+
 # Upstream calls: pooled keep-alive connections per upstream host (size it like WEB_THREADS).
 UPSTREAM_POOL_SIZE = env.int("UPSTREAM_POOL_SIZE", default=256)
 UPSTREAM_BACKOFF_INITIAL_S = env.float("UPSTREAM_BACKOFF_INITIAL_S", default=0.25)
@@ -230,46 +244,69 @@ UPSTREAM_MAX_RETRY_AFTER_S = env.float("UPSTREAM_MAX_RETRY_AFTER_S", default=20.
 BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
 BREAKER_WINDOW_S = env.int("BREAKER_WINDOW_S", default=60)
 BREAKER_COOLDOWN_S = env.float("BREAKER_COOLDOWN_S", default=30.0)
-# How long a request may wait for the model before it is answered 503.
-GATEWAY_INFERENCE_TIMEOUT_S = env.float("GATEWAY_INFERENCE_TIMEOUT_S", default=10.0)
-# Requests queued per model before new ones are refused with 503.
-GATEWAY_INFERENCE_QUEUE_SIZE = env.int("GATEWAY_INFERENCE_QUEUE_SIZE", default=1024)
-# Where trainclassifier saves model artifacts; versions refer to them as store:<path>.
-MODEL_STORE = Path(env("MODEL_STORE", default=str(BASE_DIR / "model_store")))
-# Experiments (docs/decisions/0021-shadow-traffic.md): threads per process that run shadow
-# copies and guardrail checks off the request path, and how many may wait before new
-# shadow copies are dropped rather than slow anything down.
+# The local LLM engine (llama.cpp's OpenAI-compatible server) that `bootstrap` registers.
+LOCAL_LLM_URL = env("LOCAL_LLM_URL", default="http://127.0.0.1:8081/v1")
+
+# Experiments: threads per process that run shadow copies and guardrail checks off the
+# request path, and how many may wait before new shadow copies are dropped rather than slow
+# anything down (docs/decisions/0021-shadow-traffic.md).
 EXPERIMENT_BACKGROUND_WORKERS = env.int("EXPERIMENT_BACKGROUND_WORKERS", default=1)
 EXPERIMENT_BACKGROUND_QUEUE = env.int("EXPERIMENT_BACKGROUND_QUEUE", default=64)
 # Each process checks a running experiment's guardrail at most this often.
 EXPERIMENT_GUARDRAIL_INTERVAL_S = env.float("EXPERIMENT_GUARDRAIL_INTERVAL_S", default=10.0)
-# PyTorch threads per process (0: PyTorch's default, one per core); gunicorn.conf.py sets
-# C / W for W web workers on C cores unless this is set.
-TORCH_THREADS = env.int("TORCH_THREADS", default=0)
+
+# --- Limits and budgets: defaults, Redis-down policy, rate limits, configuration snapshot ---
+
 # Rate limits for keys whose key and team set none; 0 means no limit (gateway/limits/rate_limits.py).
 GATEWAY_DEFAULT_LIMITS = {
     "requests_per_minute": env.int("GATEWAY_DEFAULT_REQUESTS_PER_MINUTE", default=0),
     "tokens_per_minute": env.int("GATEWAY_DEFAULT_TOKENS_PER_MINUTE", default=0),
 }
+# Tokens reserved against limits and budgets for a chat call that does not set max_tokens.
+GATEWAY_CHAT_MAX_TOKENS_ESTIMATE = env.int("GATEWAY_CHAT_MAX_TOKENS_ESTIMATE", default=1024)
 # When Redis cannot be reached: serve without the check (open) or refuse with 503 (closed).
 # Open by default: an outage of the counter store should not take the gateway down, and spend
 # made meanwhile is still in the request log, from which budget counters are rebuilt.
 GATEWAY_RATE_LIMITS_FAIL_OPEN = env.bool("GATEWAY_RATE_LIMITS_FAIL_OPEN", default=True)
 GATEWAY_BUDGETS_FAIL_OPEN = env.bool("GATEWAY_BUDGETS_FAIL_OPEN", default=True)
-# Response cache master switch (TTLs are per model version).
-GATEWAY_RESPONSE_CACHE = env.bool("GATEWAY_RESPONSE_CACHE", default=True)
 # django-ratelimit counts on the default cache. Its app is not installed: its system check
 # refuses the local-memory cache of the embedded mode, where counts are per process anyway.
 RATELIMIT_USE_CACHE = "default"
 # Where the cache answers nothing (rather than raising), follow the same policy.
 RATELIMIT_FAIL_OPEN = GATEWAY_RATE_LIMITS_FAIL_OPEN
-# Skip the last-used write when the stored value is this recent (one UPDATE a minute per key).
-GATEWAY_KEY_LAST_USED_RESOLUTION_S = 60
 # Keys, versions, routing rules, fallbacks and experiments are kept per process between
 # configuration changes (gateway/caching/snapshot.py); that needs the shared cache to say when.
 GATEWAY_SNAPSHOT_ENABLED = env.bool("GATEWAY_SNAPSHOT_ENABLED", default=bool(REDIS_URL))
 # A bound on staleness for changes made around the ORM (SQL, queryset .update()).
 GATEWAY_SNAPSHOT_MAX_AGE_S = env.float("GATEWAY_SNAPSHOT_MAX_AGE_S", default=30.0)
+
+# --- Request log and observability: log rows, retention, /metrics, logging ---
+
+# Paths whose every request leaves one RequestLog row.
+GATEWAY_LOGGED_PATH_PREFIXES = ("/api/", "/v1/", "/predict", "/batch_predict", "/batch_result")
+# Off only to measure what the log rows cost (make bench); metrics and the access log stay on.
+GATEWAY_REQUEST_LOG_ENABLED = env.bool("GATEWAY_REQUEST_LOG_ENABLED", default=True)
+# Rows gathered this long are written together by a writer thread per process; 0 writes each
+# on its request's thread. A killed process loses at most this window (gateway/record/log_writer.py).
+GATEWAY_REQUEST_LOG_BUFFER_S = env.float("GATEWAY_REQUEST_LOG_BUFFER_S", default=0.05)
+# Raw input text is personal data: stored on the log row only when enabled.
+GATEWAY_LOG_REQUEST_TEXT = env.bool("GATEWAY_LOG_REQUEST_TEXT", default=False)
+# Take the client IP from X-Forwarded-For only behind a proxy that sets it.
+GATEWAY_TRUST_X_FORWARDED_FOR = env.bool("GATEWAY_TRUST_X_FORWARDED_FOR", default=False)
+
+# Raw RequestLog rows older than this are deleted once rolled up (0 keeps them forever);
+# the rollups, a few rows per hour, are kept.
+GATEWAY_REQUEST_LOG_RETENTION_DAYS = env.int("GATEWAY_REQUEST_LOG_RETENTION_DAYS", default=90)
+# Rows per DELETE: each batch is its own short transaction, so pruning never holds long locks.
+GATEWAY_REQUEST_LOG_PRUNE_BATCH = env.int("GATEWAY_REQUEST_LOG_PRUNE_BATCH", default=5000)
+# With no scheduler running (the embedded default runs tasks eagerly), opening a dashboard
+# refreshes the rollups first, at most once a minute.
+GATEWAY_REFRESH_ROLLUPS_ON_VIEW = env.bool("GATEWAY_REFRESH_ROLLUPS_ON_VIEW", default=CELERY_TASK_ALWAYS_EAGER)
+
+# Bearer token Prometheus must send to /metrics; empty leaves /metrics open (firewall it).
+GATEWAY_METRICS_TOKEN = env("GATEWAY_METRICS_TOKEN", default="")
+# Celery queues whose backlog /metrics reports as gateway_batch_queue_depth.
+GATEWAY_METRICS_CELERY_QUEUES = env.list("GATEWAY_METRICS_CELERY_QUEUES", default=["celery", "maintenance"])
 
 LOGGING = {
     "version": 1,
@@ -289,25 +326,3 @@ LOGGING = {
         },
     },
 }
-
-# Observability (issue 8): rollups for the dashboards, raw-log retention, /metrics.
-# Beat (one per deployment) sends the rollup refresh every minute and the raw-log pruning
-# hourly; their queue is their own (a `-Q maintenance` worker), so a backlog of batch jobs
-# never delays them.
-CELERY_BEAT_SCHEDULE |= {
-    "refresh-rollups": {"task": "observability.tasks.refresh_rollups", "schedule": 60.0},
-    "prune-request-log": {"task": "observability.tasks.prune_request_log", "schedule": 3600.0},
-}
-CELERY_TASK_ROUTES = {"observability.tasks.*": {"queue": "maintenance"}}
-# Raw RequestLog rows older than this are deleted once rolled up (0 keeps them forever);
-# the rollups, a few rows per hour, are kept.
-GATEWAY_REQUEST_LOG_RETENTION_DAYS = env.int("GATEWAY_REQUEST_LOG_RETENTION_DAYS", default=90)
-# Rows per DELETE: each batch is its own short transaction, so pruning never holds long locks.
-GATEWAY_REQUEST_LOG_PRUNE_BATCH = env.int("GATEWAY_REQUEST_LOG_PRUNE_BATCH", default=5000)
-# With no scheduler running (the embedded default runs tasks eagerly), opening a dashboard
-# refreshes the rollups first, at most once a minute.
-GATEWAY_REFRESH_ROLLUPS_ON_VIEW = env.bool("GATEWAY_REFRESH_ROLLUPS_ON_VIEW", default=CELERY_TASK_ALWAYS_EAGER)
-# Bearer token Prometheus must send to /metrics; empty leaves /metrics open (firewall it).
-GATEWAY_METRICS_TOKEN = env("GATEWAY_METRICS_TOKEN", default="")
-# Celery queues whose backlog /metrics reports as gateway_batch_queue_depth.
-GATEWAY_METRICS_CELERY_QUEUES = env.list("GATEWAY_METRICS_CELERY_QUEUES", default=["celery", "maintenance"])

@@ -10,7 +10,7 @@ from experiments.models import Experiment, ExperimentStatus, Variant
 from gateway.caching import snapshot
 from gateway.models import AuditAction
 from gateway.record import audit
-from inference.models import Status
+from inference.models import ModelVersion, Status
 from inference.services import model_version_promote
 
 # Significance a variant needs to be called the winner (two-sided, positive-outcome rate).
@@ -26,7 +26,7 @@ class VariantSpec:
     """What validation needs of a variant, saved or still a form."""
 
     name: str
-    model_version: object
+    model_version: ModelVersion
     mode: str
     weight: int
     is_control: bool
@@ -150,7 +150,8 @@ def winner(stats: statistics.ExperimentStats) -> statistics.VariantStats | None:
         worse = errors is not None and errors.difference > 0 and (errors.p_value or 1) < WINNER_P_VALUE
         if better and not worse:
             candidates.append(v)
-    return max(candidates, key=lambda v: v.positive_rate, default=None)
+    # Every candidate has a positive rate: it beat control on it.
+    return max(candidates, key=lambda v: v.positive_rate, default=None)  # type: ignore[arg-type,return-value]
 
 
 def experiment_promote_winner(experiment: Experiment, *, actor: str) -> Variant:

@@ -27,7 +27,9 @@ class _Copy:
 def mirror(ctx: RequestContext, variants, texts: list[str]) -> None:
     """Hand each shadow variant a copy of the request; returns at once, whatever happens to the copies."""
     for variant in variants:
-        if not background.submit(_answer, _Copy(ctx, ctx.experiment, variant, tuple(texts))):
+        # Shadow variants come from the experiment the request was assigned to.
+        copy = _Copy(ctx, ctx.experiment, variant, tuple(texts))  # type: ignore[arg-type]
+        if not background.submit(_answer, copy):
             logger.warning("Shadow copy of %s for %s dropped: the background backlog is full", ctx.request_id, variant)
 
 

@@ -132,7 +132,7 @@ def by_length(items: list[_Item]) -> list[list[_Item]]:
     """Split a gathered batch into passes of similar length, at the least padded cost.
 
     A padded forward pass costs as if every input were as long as the longest; at sentence
-    lengths padding is the largest waste (sorting alone gave 1.9x in ../shared/MEASUREMENTS.md),
+    lengths padding is the largest waste (docs/benchmarks.md: the raw model, split by length vs file order),
     while each pass also has a fixed cost. Inputs are sorted by length (characters stand in
     for tokens) and cut where `passes x PASS_OVERHEAD_CHARS + sum(size x longest)` is least
     (an exact dynamic programme; a batch holds at most a few dozen inputs).

@@ -70,7 +70,7 @@ def answer(ctx: RequestContext, call: Call) -> Answer:
             result = runner.serve(ctx, plan.versions, call.texts, call.body)
         entry.store(runner.to_cache(result))
     shadow.mirror(ctx, plan.shadows, call.texts)
-    return Answer(ctx.model_version, result)
+    return Answer(ctx.model_version, result)  # type: ignore[arg-type]  # the plan set it
 
 
 def stream(ctx: RequestContext, call: Call) -> Iterator[bytes]:
@@ -93,11 +93,12 @@ def route(ctx: RequestContext, *, task: str, model_ref: str | None) -> ModelVers
 
 
 def default_model(task: str) -> str:
-    return {
+    defaults: dict[str, str] = {
         Task.TEXT_CLASSIFICATION: settings.GATEWAY_DEFAULT_CLASSIFIER,
         Task.EMBEDDINGS: settings.GATEWAY_DEFAULT_EMBEDDINGS,
         Task.CHAT: settings.GATEWAY_DEFAULT_CHAT,
-    }[task]
+    }
+    return defaults[task]
 
 
 def _plan(ctx: RequestContext, call: Call) -> planning.Plan:

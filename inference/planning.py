@@ -35,7 +35,7 @@ def plan(
     that matches; else production. Fallbacks follow an upstream primary."""
     name, _, pinned = model_ref.partition(":")
     ctx.model_name = name
-    if not ctx.api_key.allows_model(name):
+    if not ctx.api_key.allows_model(name):  # type: ignore[union-attr]  # plans are made for keyed calls only
         raise ModelNotAllowed(name)
     assigned = None
     if not pinned:

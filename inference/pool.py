@@ -44,7 +44,7 @@ def batcher_for(version: ModelVersion) -> MicroBatcher:
 
 def is_loaded(version: ModelVersion) -> bool:
     entry = _batchers.get(version.pk)
-    return bool(entry) and entry[0] == version.updated_at
+    return entry is not None and entry[0] == version.updated_at
 
 
 def has_loaded_models() -> bool:

@@ -22,7 +22,7 @@ class PredictRequest(serializers.Serializer):
 
 
 class PredictResponse(serializers.Serializer):
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a field, not Field.label
     confidence = serializers.FloatField()
     scores = serializers.DictField(child=serializers.FloatField())
     model = serializers.CharField()

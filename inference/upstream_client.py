@@ -80,7 +80,8 @@ def with_retries(provider: Provider, attempt, on_retry=None):
         stop=stop_after_attempt(provider.max_retries + 1),
         wait=_wait,
         retry=retry_if_exception(lambda exc: isinstance(exc, UpstreamError) and exc.retryable),
-        before_sleep=(lambda state: on_retry(state.outcome.exception())) if on_retry else None,
+        # tenacity has set the outcome by the time it calls before_sleep.
+        before_sleep=(lambda state: on_retry(state.outcome.exception())) if on_retry else None,  # type: ignore[union-attr]
         reraise=True,
     )(attempt)
 

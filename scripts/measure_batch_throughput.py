@@ -6,7 +6,7 @@ rows, and deletes them after). The worker's model load is not measured: a one-it
 
     DATABASE_URL=postgres://root@127.0.0.1:5432/gateway REDIS_URL=redis://127.0.0.1:6379/15 \\
     .venv/bin/python scripts/measure_batch_throughput.py --items 1000 --pool threads --concurrency 2 \\
-        --torch-threads 2 --sentences ../shared/data/sst2/train.tsv
+        --torch-threads 2 --sentences "$SHARED_DATA_DIR/sst2/train.tsv"
 """
 
 import argparse
@@ -41,7 +41,7 @@ def texts_for(args) -> list[str]:
         return [f"review {i}: {'wonderful' if i % 2 == 0 else 'terrible'}" for i in range(args.items)]
     lines = Path(args.sentences).read_text().splitlines()[1:]
     sentences = [line.split("\t")[0].strip() for line in lines]
-    sentences = [s for s in sentences if len(s) > 30]  # as in ../shared/MEASUREMENTS.md
+    sentences = [s for s in sentences if len(s) > 30]  # as in docs/decisions/0010-batch-jobs.md
     return random.Random(0).sample(sentences, args.items)
 
 
@@ -83,7 +83,7 @@ def main() -> int:
                 "-m",
                 "celery",
                 "-A",
-                "gateway",
+                "config",
                 "worker",
                 "--hostname",
                 hostname,

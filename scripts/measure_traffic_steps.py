@@ -25,7 +25,8 @@ from django.conf import settings  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from rest_framework.test import APIRequestFactory  # noqa: E402
 
-from gateway import admission, budgets, counters, response_cache  # noqa: E402
+from gateway.caching import response_cache  # noqa: E402
+from gateway.limits import admission, budgets, counters  # noqa: E402
 from gateway.limits.rate_limits import KeyRequestRateThrottle  # noqa: E402
 from gateway.models import APIKey, Team  # noqa: E402
 from gateway.record.context import RequestContext  # noqa: E402

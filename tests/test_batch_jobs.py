@@ -394,6 +394,7 @@ def test_only_jobs_without_recent_progress_are_requeued(authed):
     assert stalled.status == lively.status == JobStatus.QUEUED
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_job_that_cannot_be_queued_is_refused_and_marked_failed(api_key):
     if connection.vendor != "postgresql":

@@ -15,7 +15,7 @@ from inference.batches.services import LOG_METHOD
 from inference.batches.tasks import process_batch_chunk
 from tests.factories import sentiment_priced_per_request
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_models")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_models")]
 
 PRICE_PER_ITEM = Decimal("0.001")
 # Generous: only a hung worker should reach it; nothing asserts how long anything took.

@@ -34,6 +34,7 @@ DASHBOARDS = {
 }
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Chromium is not installed (.ci/run installs it)"),
 ]

@@ -7,7 +7,7 @@ from inference.models import ModelVersion, Status
 from tests.factories import APIKeyFactory, ModelVersionFactory, started_experiment
 from tests.servers import gunicorn, http, served_database_url
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def _server_env(hash_seed: str) -> dict:

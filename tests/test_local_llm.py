@@ -10,6 +10,8 @@ from gateway.models import RequestLog
 from tests.factories import APIKeyFactory
 from tests.servers import eventually, free_port, serving
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="session")
 def local_llm_url():

@@ -23,6 +23,7 @@ def test_the_scheduler_runs_both_tasks_on_the_maintenance_queue():
         assert app.amqp.router.route({}, task.name)["queue"].name == "maintenance"
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 @override_settings(GATEWAY_REQUEST_LOG_RETENTION_DAYS=1)
 def test_a_maintenance_worker_refreshes_rollups_and_prunes_the_log():

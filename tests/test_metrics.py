@@ -92,6 +92,7 @@ def test_queue_backlog_and_rollup_age_are_read_at_scrape_time(client, db):
     assert 0 <= lag.value < 60
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_metrics_of_two_worker_processes_match_the_request_log(default_models, tmp_path):
     if connection.vendor != "postgresql":

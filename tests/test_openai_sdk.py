@@ -7,7 +7,7 @@ from gateway.models import RequestLog
 from tests.factories import APIKeyFactory, ChatVersionFactory
 from tests.servers import eventually
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from gateway.models import RequestLog
 from tests.factories import APIKeyFactory
 from tests.servers import gunicorn, http, served_database_url
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from inference.models import CacheScope
 from tests.factories import APIKeyFactory, TeamFactory, sentiment_priced_per_request
 from tests.servers import free_port, gunicorn, http, served_database_url
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_models")]
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("default_models")]
 
 
 def _env(redis_url: str, workers: int = 1) -> dict:

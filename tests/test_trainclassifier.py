@@ -86,6 +86,7 @@ def test_training_refuses_what_it_cannot_use(sst2_file, model_store, tmp_path):
     assert not ModelVersion.objects.filter(backend=Backend.EMBEDDING_HEAD).exists()
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_admin_queues_training_on_a_celery_worker_that_reports_progress(sst2_file, model_store, operator, tmp_path):
     if connection.vendor != "postgresql":

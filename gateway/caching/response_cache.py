@@ -84,6 +84,7 @@ def entry(
 
 
 def _key(ctx: RequestContext, version, task: str, inputs: Any, params: dict) -> str:
+    assert ctx.api_key is not None  # entry() caches only calls made with a key
     if version.cache_is_shared:
         scope = "shared"
     elif ctx.api_key.team_id is not None:

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -35,7 +35,7 @@ MAX_ENTRIES = 4096
 
 _lock = threading.Lock()
 _generation: str | None = None
-_entries: dict[tuple, tuple[float, object]] = {}
+_entries: dict[tuple, tuple[float, Any]] = {}
 _request = threading.local()  # the token this thread's current request read, if any
 
 
@@ -89,7 +89,7 @@ def changed(**_signal_kwargs) -> None:
 
 
 def _bump() -> None:
-    generation = uuid.uuid4().hex
+    generation: str | None = uuid.uuid4().hex
     try:
         cache.set(GENERATION_KEY, generation, timeout=None)
     except Exception:

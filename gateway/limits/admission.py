@@ -65,7 +65,7 @@ def reserve(ctx: RequestContext, *, tokens: int, cost: Decimal) -> Reservation:
                 break
             if result.index in seeded:  # gone again at once: Redis is evicting or flushing
                 raise counters.StoreDown("a budget counter vanished as soon as it was rebuilt")
-            holds[result.index].seed()
+            holds[result.index].seed()  # type: ignore[union-attr]  # only budget counters are ever missing
             seeded.add(result.index)
     except counters.StoreDown as exc:
         counters.store_down("budgets and token limits", exc, fail_open=fail_open)

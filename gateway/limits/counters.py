@@ -83,12 +83,12 @@ class Charge:
 
 
 class Refused(NamedTuple):
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing calls
     current: int
 
 
 class Missing(NamedTuple):
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing calls
 
 
 _last_warned: dict[str, float] = {}
@@ -161,7 +161,7 @@ def _redis():
 class _LocalCounters:
     """The same operations on this process's memory, for the embedded mode without Redis."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._values: dict[str, tuple[int, float]] = {}
         self._lock = threading.Lock()
 

@@ -54,12 +54,13 @@ def _read_budget_use() -> None:
     from gateway.limits import budgets
     from gateway.models import APIKey, Team
 
-    owners = [
+    owners: list[tuple[str, str, APIKey | Team]] = [
         *(("key", key.prefix, key) for key in APIKey.objects.filter(budget_usd__gt=0, revoked_at__isnull=True)),
         *(("team", team.name, team) for team in Team.objects.filter(budget_usd__gt=0)),
     ]
     for scope, name, owner in owners:
-        families.BUDGET_USED_RATIO.labels(scope, name).set(float(budgets.spent_this_period(owner) / owner.budget_usd))
+        used = budgets.spent_this_period(owner) / owner.budget_usd  # type: ignore[operator]  # filtered on budget_usd > 0
+        families.BUDGET_USED_RATIO.labels(scope, name).set(float(used))
 
 
 SCRAPE_TIME_READERS = [_read_queue_depths, _read_rollup_lag, _read_budget_use]

@@ -1,3 +1,4 @@
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -87,7 +88,7 @@ class Team(LimitsAndBudget):
         return self.name
 
 
-class APIKeyManager(models.Manager):
+class APIKeyManager(models.Manager["APIKey"]):
     def create_key(self, **fields) -> tuple["APIKey", str]:
         """Create a key; the plaintext is returned here once and stored nowhere."""
         key = self.model(**fields)
@@ -187,7 +188,7 @@ class APIKey(LimitsAndBudget):
     def touch(self, now=None) -> None:
         """Record use, at most one write per key per resolution window."""
         now = now or timezone.now()
-        cutoff = now - timezone.timedelta(seconds=settings.GATEWAY_KEY_LAST_USED_RESOLUTION_S)
+        cutoff = now - timedelta(seconds=settings.GATEWAY_KEY_LAST_USED_RESOLUTION_S)
         if self.last_used_at is None or self.last_used_at < cutoff:
             APIKey.objects.filter(pk=self.pk).filter(
                 models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=cutoff)

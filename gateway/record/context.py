@@ -2,6 +2,12 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from experiments.models import Experiment
+    from gateway.models import APIKey
+    from inference.models import ModelVersion
 
 
 @dataclass
@@ -11,9 +17,9 @@ class RequestContext:
     request_id: uuid.UUID = field(default_factory=uuid.uuid4)
     started: float = field(default_factory=time.perf_counter)
     endpoint: str = ""
-    api_key: object | None = None  # gateway.models.APIKey
+    api_key: "APIKey | None" = None
     key_prefix: str = ""
-    model_version: object | None = None  # inference.models.ModelVersion
+    model_version: "ModelVersion | None" = None
     model_name: str = ""
     input_tokens: int = 0
     output_tokens: int = 0
@@ -36,7 +42,7 @@ class RequestContext:
     usage_estimated: bool = False
     truncated: bool = False
     output_label: str = ""
-    experiment: object | None = None  # experiments.models.Experiment
+    experiment: "Experiment | None" = None
     variant: str = ""
     unit: str = ""  # a digest of the experiment unit, never the raw user id
     shadow_of: uuid.UUID | None = None

@@ -37,7 +37,7 @@ _WRITE_NOW = object()  # queued by flush(): write what has gathered without wait
 
 
 class LogWriter:
-    def __init__(self):
+    def __init__(self) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=MAX_QUEUED)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()

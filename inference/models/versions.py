@@ -1,4 +1,5 @@
 from decimal import Decimal
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
@@ -36,7 +37,7 @@ BACKEND_TASKS = {
 }
 LOCAL_BACKENDS = (Backend.TRANSFORMERS, Backend.ZERO_SHOT, Backend.EMBEDDING_HEAD)
 
-_PRICE = {"max_digits": 12, "decimal_places": 8, "default": Decimal("0")}
+_PRICE: dict[str, Any] = {"max_digits": 12, "decimal_places": 8, "default": Decimal("0")}
 
 # Backends whose answer depends on the input alone: their cached answers may be shared.
 DETERMINISTIC_BACKENDS = {Backend.TRANSFORMERS, Backend.ZERO_SHOT}

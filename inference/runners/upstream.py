@@ -24,7 +24,7 @@ from inference import pricing, upstream_client
 from inference.breaker import Breaker
 from inference.models import ModelVersion, Task
 
-_PATHS = {Task.CHAT: "/chat/completions", Task.EMBEDDINGS: "/embeddings"}
+_PATHS: dict[str, str] = {Task.CHAT: "/chat/completions", Task.EMBEDDINGS: "/embeddings"}
 # What the cache key leaves out of the body: the inputs are keyed apart, the rest never changes an answer.
 _UNKEYED = ("model", "messages", "input", "stream", "user")
 
@@ -89,12 +89,12 @@ def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict
             continue
         all_open = False
         ctx.set_version(version)
-        ctx.provider = version.provider.name
+        ctx.provider = version.provider.name  # type: ignore[union-attr]  # clean() requires it upstream
         payload = json.dumps({**body, "model": version.upstream_model}).encode()
         started = time.perf_counter()
         try:
             result = upstream_client.with_retries(
-                version.provider,
+                version.provider,  # type: ignore[arg-type]
                 partial(_attempt, ctx, version, path, payload, stream),
                 on_retry=partial(_count_retry, version),
             )
@@ -123,7 +123,7 @@ def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict
 
 def _attempt(ctx: RequestContext, version: ModelVersion, path: str, payload: bytes, stream: bool):
     ctx.attempts += 1
-    response = upstream_client.post(version.provider, path, payload, stream=stream)
+    response = upstream_client.post(version.provider, path, payload, stream=stream)  # type: ignore[arg-type]
     if not stream:
         return response.data
     # Read up to the first event now, so that a failure before the first byte can be retried.
@@ -141,7 +141,7 @@ def _attempt(ctx: RequestContext, version: ModelVersion, path: str, payload: byt
     raise upstream_client.UpstreamError(f"{version.provider}: stream ended before its first event")
 
 
-def _count_retry(version: ModelVersion, error: Exception) -> None:
+def _count_retry(version: ModelVersion, error: upstream_client.UpstreamError) -> None:
     reason = str(error.status) if getattr(error, "status", None) else "connection"
     families.UPSTREAM_RETRIES.labels(version.name, version.version, reason).inc()
 
