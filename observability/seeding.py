@@ -10,9 +10,11 @@ retries and fallbacks now and then. PostgreSQL gets them by COPY
 
 import random
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -41,29 +43,27 @@ _DEMO_VERSIONS = [
     ("demo-chat", "small-v1", Task.CHAT, "0.00015", "0.0006", "0"),
     ("demo-chat", "large-v1", Task.CHAT, "0.0025", "0.01", "0"),
 ]
-# Typical latency (median ms, spread), input and output tokens (medians) and paths per task.
-_TASK_PROFILE = {
-    Task.TEXT_CLASSIFICATION: {
-        "latency_ms": 18.0,
-        "sigma": 0.6,
-        "tokens": 22,
-        "output_tokens": 0,
-        "paths": ["/api/v1/predict", "/predict"],
-    },
-    Task.EMBEDDINGS: {
-        "latency_ms": 35.0,
-        "sigma": 0.7,
-        "tokens": 80,
-        "output_tokens": 0,
-        "paths": ["/api/v1/embeddings"],
-    },
-    Task.CHAT: {
-        "latency_ms": 900.0,
-        "sigma": 0.7,
-        "tokens": 250,
-        "output_tokens": 120,
-        "paths": ["/v1/chat/completions"],
-    },
+
+
+class _TaskProfile(NamedTuple):
+    latency_ms: float  # median
+    sigma: float  # spread of the latency's log
+    tokens: int  # median input tokens
+    output_tokens: int  # median output tokens
+    paths: tuple[str, ...]
+
+
+# The typical traffic of each task (the keys are the tasks the seeder draws versions of).
+_TASK_PROFILE: dict[str, _TaskProfile] = {
+    Task.TEXT_CLASSIFICATION: _TaskProfile(
+        latency_ms=18.0, sigma=0.6, tokens=22, output_tokens=0, paths=("/api/v1/predict", "/predict")
+    ),
+    Task.EMBEDDINGS: _TaskProfile(
+        latency_ms=35.0, sigma=0.7, tokens=80, output_tokens=0, paths=("/api/v1/embeddings",)
+    ),
+    Task.CHAT: _TaskProfile(
+        latency_ms=900.0, sigma=0.7, tokens=250, output_tokens=120, paths=("/v1/chat/completions",)
+    ),
 }
 # Upstream calls: how often one is retried, and answered by a fallback version.
 _RETRY_SHARE, _FALLBACK_SHARE = 0.06, 0.03
@@ -126,7 +126,9 @@ class SeedResult:
     versions: int
 
 
-def seed_request_logs(*, rows: int, days: int = 30, keys: int = 20, end: datetime | None = None, seed: int = 0):
+def seed_request_logs(
+    *, rows: int, days: int = 30, keys: int = 20, end: datetime | None = None, seed: int = 0
+) -> SeedResult:
     """Insert `rows` synthetic rows spread over the `days` before `end`, then roll them up."""
     rng = random.Random(seed)
     end = end or timezone.now()
@@ -193,7 +195,9 @@ def _versions() -> list[ModelVersion]:
 class _Plan:
     """Draws one synthetic row at a time; each key prefers one or two versions."""
 
-    def __init__(self, rng: random.Random, keys: list[APIKey], versions: list[ModelVersion], start, days: int):
+    def __init__(
+        self, rng: random.Random, keys: list[APIKey], versions: list[ModelVersion], start: datetime, days: int
+    ):
         self.rng, self.keys, self.versions, self.start, self.days = rng, keys, versions, start, days
         # A few keys make most of the traffic (Zipf-like weights).
         self.key_weights = _cumulative([1 / (rank + 1) ** 1.1 for rank in range(len(keys))])
@@ -223,6 +227,8 @@ class _Plan:
         )
         outcome = rng.choices(range(len(_OUTCOMES) + 1), cum_weights=self.outcome_weights)[0]
         status, error_type = _OUTCOMES[outcome][:2] if outcome < len(_OUTCOMES) else (200, "")
+        api_key_id: int | None
+        routed: ModelVersion | None  # None: refused before routing
         api_key_id, model_name, routed = key.pk, version.name, version
         if status == 401:
             api_key_id, model_name, routed = None, "", None
@@ -232,14 +238,15 @@ class _Plan:
             model_name, routed = rng.choice(["gpt-4o", "sentiment-v3", "claude"]), None
         elif status == 403:
             routed = None
-        tokens = max(1, int(rng.lognormvariate(0, 0.5) * profile["tokens"])) if status in (200, 500) else 0
-        output_tokens = int(rng.lognormvariate(0, 0.6) * profile["output_tokens"]) if status == 200 else 0
+        tokens = max(1, int(rng.lognormvariate(0, 0.5) * profile.tokens)) if status in (200, 500) else 0
+        output_tokens = int(rng.lognormvariate(0, 0.6) * profile.output_tokens) if status == 200 else 0
         cache_hit = status == 200 and rng.random() < _CACHE_HIT_SHARE
         latency = self._latency(version, status, cache_hit, profile)
         charged = status == 200 and not cache_hit
         full_cost = _cost(version, tokens, output_tokens) if status == 200 else Decimal(0)
         cost = full_cost if charged else Decimal(0)
-        upstream = routed is not None and version.provider_id is not None and not cache_hit
+        provider = version.provider if routed is not None and not cache_hit else None
+        upstream = provider is not None
         attempts = (1 + (rng.random() < _RETRY_SHARE) + (rng.random() < _RETRY_SHARE)) if upstream else 0
         fallback = upstream and status == 200 and rng.random() < _FALLBACK_SHARE
         if fallback:
@@ -251,7 +258,7 @@ class _Plan:
             api_key_id,
             key.prefix,
             "POST",
-            rng.choice(profile["paths"]),
+            rng.choice(profile.paths),
             model_name,
             routed.pk if routed else None,
             routed.version if routed else "",
@@ -265,7 +272,7 @@ class _Plan:
             version.input_cost_per_1k if charged else None,
             version.output_cost_per_1k if charged else None,
             False,
-            version.provider.name if upstream else "",
+            provider.name if provider is not None else "",
             attempts,
             route,
             fallback,
@@ -282,17 +289,17 @@ class _Plan:
             "",
         )
 
-    def _latency(self, version, status, cache_hit, profile) -> float:
+    def _latency(self, version: ModelVersion, status: int, cache_hit: bool, profile: _TaskProfile) -> float:
         rng = self.rng
         if cache_hit or status in (400, 401, 403, 404):
             return rng.lognormvariate(0, 0.4) * 2.5
         if status == 503 and rng.random() < 0.3:
             return 10_000 + rng.random() * 50  # waited for the model until the timeout
-        median = profile["latency_ms"] * self.latency_scale[version.pk]
-        return rng.lognormvariate(0, profile["sigma"]) * median
+        median = profile.latency_ms * self.latency_scale[version.pk]
+        return rng.lognormvariate(0, profile.sigma) * median
 
 
-def _cumulative(weights: list[float]) -> list[float]:
+def _cumulative(weights: Sequence[float]) -> list[float]:
     total, out = 0.0, []
     for weight in weights:
         total += weight

@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
-from django.db.models import Max, Q, Sum
+from django.db.models import Aggregate, Max, Q, Sum
 
 from gateway.metrics.families import LATENCY_BUCKETS_MS
 from gateway.models import APIKey, Team
@@ -195,23 +195,31 @@ class ByStartAndVersion(NamedTuple):
     stats: Stats
 
 
-Row = TypeVar("Row", bound=tuple)
+class Grouped(Protocol):
+    """Any of the grouped rows above, read for its Stats."""
+
+    @property
+    def stats(self) -> Stats: ...
+
+
+# One of the grouped row types above: its fields are the dimensions, then `stats`.
+Row = TypeVar("Row", bound=NamedTuple)
 
 
 def grouped_rows(filters: Filters, row: type[Row], *, latency: bool = True) -> list[Row]:
     """One `row` per combination of its dimensions in the period. Without `latency` the
     histogram is not summed: cheaper, for tables that show no latency."""
     dims = _dimensions(row)
-    return [row(*group, stats) for group, stats in grouped(filters, dims, latency=latency).items()]
+    return [row._make((*group, stats)) for group, stats in grouped(filters, dims, latency=latency).items()]
 
 
-def regroup(finer: Iterable[tuple], row: type[Row]) -> list[Row]:
+def regroup(finer: Iterable[Grouped], row: type[Row]) -> list[Row]:
     """Merge finer rows into coarser ones, e.g. ByStartAndVersion into ByVersion."""
     fields = row._fields[:-1]
     merged: dict[tuple, Stats] = defaultdict(Stats)
     for value in finer:
         merged[tuple(getattr(value, name) for name in fields)].merge(value.stats)
-    return [row(*group, stats) for group, stats in merged.items()]
+    return [row._make((*group, stats)) for group, stats in merged.items()]
 
 
 def series(filters: Filters, by_start: Iterable[ByStart]) -> list[ByStart]:
@@ -220,7 +228,7 @@ def series(filters: Filters, by_start: Iterable[ByStart]) -> list[ByStart]:
     return [ByStart(start, stats.get(start, Stats())) for start in buckets(filters)]
 
 
-def _dimensions(row: type[tuple]) -> tuple[str, ...]:
+def _dimensions(row: type[NamedTuple]) -> tuple[str, ...]:
     return tuple(name.removesuffix("_id") for name in row._fields[:-1])
 
 
@@ -267,9 +275,9 @@ def _rows(filters: Filters, dims: tuple[str, ...], latency: bool) -> list[dict]:
     return [_normalized(row) for row in rows]
 
 
-def _measures(latency: bool) -> dict:
+def _measures(latency: bool) -> dict[str, Aggregate]:
     # Named unlike the rollup's own columns: an aggregate may not shadow a field.
-    measures = {
+    measures: dict[str, Aggregate] = {
         "requests_": Sum("requests"),
         "client_errors": Sum("requests", filter=Q(status_code__gte=400, status_code__lt=500)),
         "server_errors": Sum("requests", filter=Q(status_code__gte=500)),

@@ -23,11 +23,12 @@ from gateway.api.errors import BudgetExceeded
 from gateway.limits import counters
 from gateway.metrics.traffic import BUDGET_ALERTS
 from gateway.models import APIKey, BudgetAlert, BudgetPeriod, RequestLog, Team
+from gateway.record.context import RequestContext
 
 logger = logging.getLogger(__name__)
 
 UNITS_PER_USD = Decimal(10**8)
-_ADJECTIVES = {BudgetPeriod.DAY: "daily", BudgetPeriod.WEEK: "weekly", BudgetPeriod.MONTH: "monthly"}
+_ADJECTIVES: dict[str, str] = {BudgetPeriod.DAY: "daily", BudgetPeriod.WEEK: "weekly", BudgetPeriod.MONTH: "monthly"}
 # Counters outlive their period by a day so late settlements still find them.
 _TTL_AFTER_PERIOD = datetime.timedelta(days=1)
 
@@ -81,18 +82,19 @@ class BudgetHold:
     """A request's estimated cost reserved against one owner's budget."""
 
     owner: APIKey | Team
+    budget_usd: Decimal  # the owner's cap (only an owner with one gets a hold)
     start: datetime.datetime
     end: datetime.datetime
     charge: counters.Charge
 
     @property
     def cap_units(self) -> int:
-        return self.charge.cap
+        return to_units(self.budget_usd)
 
-    def refuse(self, current: int, ctx) -> None:
+    def refuse(self, current: int, ctx: RequestContext) -> None:
         left = to_usd(max(self.cap_units - current, 0))
         whose = f"team {self.owner.name!r}" if isinstance(self.owner, Team) else "this API key"
-        budget = f"{self.owner.budget_usd.normalize():f}"
+        budget = f"{self.budget_usd.normalize():f}"
         raise BudgetExceeded(
             f"The {_ADJECTIVES[self.owner.budget_period]} budget of {whose} ({budget} USD) does not cover this "
             f"request: {left:.8f} USD left, the request may cost up to {to_usd(self.charge.amount):.8f} USD. "
@@ -105,26 +107,28 @@ class BudgetHold:
         counters.seed(self.charge.key, to_units(spent), self.charge.ttl_s)
         logger.info("Budget counter %s rebuilt from the request log: %s USD", self.charge.key, spent)
 
-    def reserved(self, value: int, ctx) -> None:
+    def reserved(self, value: int, ctx: RequestContext) -> None:
         self._alert_if_crossed(value - self.charge.amount, value)
 
-    def actual(self, ctx) -> int:
+    def actual(self, ctx: RequestContext) -> int:
         return to_units(ctx.cost_usd)
 
-    def settled(self, before: int, after: int, ctx) -> None:
+    def settled(self, before: int, after: int, ctx: RequestContext) -> None:
         self._alert_if_crossed(before, after)
 
     def _alert_if_crossed(self, before: int, after: int) -> None:
         threshold = self.cap_units * self.owner.budget_alert_percent / 100
         if not before < threshold <= after:
             return
-        owner = {"team": self.owner} if isinstance(self.owner, Team) else {"api_key": self.owner}
+        owner: dict[str, APIKey | Team] = (
+            {"team": self.owner} if isinstance(self.owner, Team) else {"api_key": self.owner}
+        )
         alert, created = BudgetAlert.objects.get_or_create(
             period_start=self.start,
             **owner,
             defaults={
                 "threshold_percent": self.owner.budget_alert_percent,
-                "budget_usd": self.owner.budget_usd,
+                "budget_usd": self.budget_usd,
                 "spent_usd": to_usd(after),
             },
         )
@@ -143,14 +147,18 @@ class BudgetHold:
 
 def budget_holds(key: APIKey, cost: Decimal) -> list[BudgetHold]:
     """The key's and its team's budgets that this cost must fit (none when neither has a cap)."""
-    return [_hold(owner, cost) for owner in (key, key.team) if owner is not None and owner.budget_usd is not None]
+    return [
+        _hold(owner, owner.budget_usd, cost)
+        for owner in (key, key.team)
+        if owner is not None and owner.budget_usd is not None
+    ]
 
 
-def _hold(owner: APIKey | Team, cost: Decimal) -> BudgetHold:
+def _hold(owner: APIKey | Team, budget_usd: Decimal, cost: Decimal) -> BudgetHold:
     start, end = period_bounds(owner.budget_period)
     ttl_s = int((end + _TTL_AFTER_PERIOD - timezone.now()).total_seconds())
-    charge = counters.Charge(_counter(owner, start), to_units(cost), to_units(owner.budget_usd), ttl_s, seeded=True)
-    return BudgetHold(owner, start, end, charge)
+    charge = counters.Charge(_counter(owner, start), to_units(cost), to_units(budget_usd), ttl_s, seeded=True)
+    return BudgetHold(owner, budget_usd, start, end, charge)
 
 
 def spent_this_period(owner: APIKey | Team, *, now: datetime.datetime | None = None) -> Decimal:

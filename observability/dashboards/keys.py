@@ -147,7 +147,12 @@ def _team_usage(filters: Filters, now: datetime) -> list[TeamUsage]:
     teams = selectors.teams_by_id(row.team_id for row in rows)
     spent = _spent_this_period(teams.values(), now)
     return [
-        TeamUsage(row.team_id, team := teams.get(row.team_id), row.stats, spent.get(team.pk) if team else None)
+        TeamUsage(
+            row.team_id,
+            team := teams.get(row.team_id) if row.team_id is not None else None,
+            row.stats,
+            spent.get(team.pk) if team else None,
+        )
         for row in rows
     ]
 
