@@ -311,3 +311,13 @@ GATEWAY_REFRESH_ROLLUPS_ON_VIEW = env.bool("GATEWAY_REFRESH_ROLLUPS_ON_VIEW", de
 GATEWAY_METRICS_TOKEN = env("GATEWAY_METRICS_TOKEN", default="")
 # Celery queues whose backlog /metrics reports as gateway_batch_queue_depth.
 GATEWAY_METRICS_CELERY_QUEUES = env.list("GATEWAY_METRICS_CELERY_QUEUES", default=["celery", "maintenance"])
+
+# The original service's promises (issue 15): the OpenAI set-up of `bootstrap --openai`
+# (inference/openai_setup.py) and offline interactive API docs (drf-spectacular-sidecar).
+OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+SPECTACULAR_SETTINGS |= {
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}

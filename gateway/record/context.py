@@ -19,6 +19,7 @@ class RequestContext:
     output_tokens: int = 0
     cost_usd: Decimal = Decimal("0")
     cache_hit: bool = False
+    served_stale: bool = False  # a cached answer past its freshness, because every candidate failed
     cost_saved_usd: Decimal = Decimal("0")  # a cache hit's cost had the model run
     error_type: str = ""
     input_text: str = ""
@@ -40,6 +41,8 @@ class RequestContext:
     variant: str = ""
     unit: str = ""  # a digest of the experiment unit, never the raw user id
     shadow_of: uuid.UUID | None = None
+    filter_policy: object | None = None  # gateway.filters.content.Policy, once the pipeline chose it
+    filtered: dict[str, int] = field(default_factory=dict)  # content filter matches, by detector
     # Headers the steps want on the response whatever its status (e.g. X-RateLimit-*).
     response_headers: dict[str, str] = field(default_factory=dict)
 
