@@ -18,7 +18,8 @@ from stdnum.us import ssn
 DIGITS = frozenset("0123456789")
 SEPARATORS = frozenset(" -")
 CARD_DIGITS = range(13, 20)
-MOST_MATCH_DIGITS = CARD_DIGITS[-1]  # the longest number any built-in detector matches
+CARD_GROUP_DIGITS = 4  # the fewest digits in a printed group that another follows
+SSN_GROUPS = (3, 2, 4)
 
 # Digits with single spaces or dashes between them: the only text an SSN or card number is in.
 _RUN = re.compile(r"[0-9](?:[ -]?[0-9])*")
@@ -35,11 +36,13 @@ class Match:
 class DigitRuns:
     """SSNs (AAA-GG-SSSS with dashes or spaces, valid by the SSA's rules: no 000, 666 or 9xx
     area, no 00 group, no 0000 serial, none of the advertised numbers; python-stdnum) and card
-    numbers (13 to 19 digits, spaces or dashes allowed between them, Luhn-valid).
+    numbers (13 to 19 digits, Luhn-valid, either in one group or in groups of at least four
+    digits but the last, as cards print them: 4-4-4-4, 4-6-5, 4-4-4-4-3).
 
-    Both are read in runs of digits and separators, and a match begins and ends on a group of
-    digits: `4111 1111 1111 1111` is found in `4111 1111 1111 1111 12`, but never a number
-    cut out of a longer group (a 20-digit order number is not a card)."""
+    Both are read in runs of digits with single spaces or dashes between them; a match begins
+    and ends on a whole group, so `4111 1111 1111 1111` is found in `4111 1111 1111 1111 12`,
+    but never a number cut out of a longer group (a 20-digit order number is not a card), and
+    a list such as `1 2 3 4 5 6 7 8 9 10 11 12` is never taken for one."""
 
     kinds = ("SSN", "CARD")
 
@@ -52,28 +55,15 @@ class DigitRuns:
         return matches
 
     def held_from(self, text: str, pos: int = 0) -> int:
-        """The first group of the trailing run from which more digits could still make a match:
-        groups further back already have more digits after them than any match holds."""
+        """The first group of the trailing run that, with more text, could still begin a match
+        (len(text) when none could): the smallest hold-back that never lets one through."""
         end = len(text)
-        i = end - 1 if end > pos and text[-1] in SEPARATORS else end
-        if i <= pos or text[i - 1] not in DIGITS:
-            return end
-        digits_after = 0
-        held = end
-        while i > pos:
-            if text[i - 1] in DIGITS:
-                i -= 1
-                digits_after += 1
-            elif text[i - 1] in SEPARATORS and i - 2 >= pos and text[i - 2] in DIGITS:
-                if digits_after > MOST_MATCH_DIGITS:
-                    break
-                held = i  # a group starts here
-                i -= 1
-            else:
-                break
-        if digits_after <= MOST_MATCH_DIGITS:
-            held = i
-        return held
+        trailing_separator = end > pos and text[-1] in SEPARATORS
+        groups = _trailing_groups(text, pos, end - 1 if trailing_separator else end)
+        for index, (start, _) in enumerate(groups):
+            if self._may_begin(text, groups[index:], trailing_separator):
+                return start
+        return end
 
     def _in_run(self, text: str, start: int, end: int) -> list[Match]:
         groups = [(g.start(), g.end()) for g in _GROUP.finditer(text, start, end)]
@@ -94,14 +84,16 @@ class DigitRuns:
 
     @staticmethod
     def _card_from(text, groups, digits, i) -> tuple[int, str] | None:
-        # The longest Luhn-valid window from this group (a group holds at least one digit, so
-        # no window spans more groups than a card has digits).
+        # The longest Luhn-valid window from this group.
         furthest = i
-        while furthest + 1 < len(groups) and digits[furthest + 2] - digits[i] <= CARD_DIGITS[-1]:
+        while (
+            furthest + 1 < len(groups)
+            and groups[furthest][1] - groups[furthest][0] >= CARD_GROUP_DIGITS
+            and digits[furthest + 2] - digits[i] <= CARD_DIGITS[-1]
+        ):
             furthest += 1
         for last in range(furthest, i - 1, -1):
-            count = digits[last + 1] - digits[i]
-            if count in CARD_DIGITS:
+            if digits[last + 1] - digits[i] in CARD_DIGITS:
                 number = "".join(text[a:b] for a, b in groups[i : last + 1])
                 if luhn.is_valid(number):
                     return last, "CARD"
@@ -112,9 +104,44 @@ class DigitRuns:
         if i + 2 >= len(groups):
             return None
         (a0, a1), (g0, g1), (s0, s1) = groups[i : i + 3]
-        if (a1 - a0, g1 - g0, s1 - s0) != (3, 2, 4) or text[a1] != text[g1]:
+        if (a1 - a0, g1 - g0, s1 - s0) != SSN_GROUPS or text[a1] != text[g1]:
             return None
         return (i + 2, "SSN") if ssn.is_valid(text[a0:a1] + text[g0:g1] + text[s0:s1]) else None
+
+    @staticmethod
+    def _may_begin(text: str, groups: list[tuple[int, int]], trailing_separator: bool) -> bool:
+        """Whether more text could still make a match that begins at the first of these groups
+        (the trailing ones; the last may still grow unless a separator follows it)."""
+        lengths = [b - a for a, b in groups]
+        followed = lengths if trailing_separator else lengths[:-1]  # groups another one will follow
+        if sum(lengths) <= CARD_DIGITS[-1] and all(n >= CARD_GROUP_DIGITS for n in followed):
+            return True
+        separators = {text[b] for _, b in groups[:-1]} | ({text[-1]} if trailing_separator else set())
+        if len(groups) > len(SSN_GROUPS) or len(separators) > 1 or (trailing_separator and len(groups) == 3):
+            return False
+        *whole, last = zip(lengths, SSN_GROUPS, strict=False)
+        return all(n == wanted for n, wanted in whole) and (
+            last[0] == last[1] if trailing_separator else last[0] <= last[1]
+        )
+
+
+def _trailing_groups(text: str, pos: int, end: int) -> list[tuple[int, int]]:
+    """The groups of digits of the run that ends at `end`, as far back as a match could reach."""
+    groups: list[tuple[int, int]] = []
+    digits = 0
+    i = end
+    while i > pos and text[i - 1] in DIGITS:
+        start = i
+        while start > pos and text[start - 1] in DIGITS:
+            start -= 1
+        digits += i - start
+        if digits > CARD_DIGITS[-1]:
+            break
+        groups.append((start, i))
+        if not (start - 1 > pos and text[start - 1] in SEPARATORS and text[start - 2] in DIGITS):
+            break
+        i = start - 1
+    return groups[::-1]
 
 
 class Pattern:
