@@ -37,8 +37,12 @@ def _streamed(pieces: list[str], policy=None) -> str:
     for number, piece in enumerate(pieces):
         final = number == len(pieces) - 1
         chunk = {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": "stop" if final else None}]}
-        received.append(json.loads(guard.event(chunk, json.dumps(chunk).encode()))["choices"][0]["delta"]["content"])
+        received.append(_content(guard.event(chunk, json.dumps(chunk).encode())))
     return "".join(received)
+
+
+def _content(event: bytes | None) -> str:
+    return "" if event is None else json.loads(event)["choices"][0]["delta"]["content"]
 
 
 @pytest.mark.parametrize(
@@ -86,7 +90,7 @@ def test_a_stream_holds_back_only_a_trailing_run_that_could_still_become_a_match
 
     def passed(piece):
         chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
-        return json.loads(guard.event(chunk, json.dumps(chunk).encode()))["choices"][0]["delta"]["content"]
+        return _content(guard.event(chunk, json.dumps(chunk).encode()))
 
     assert passed("Hello there, ") == "Hello there, "  # no digit at the end: nothing held
     assert passed("the year 2024") == "the year "  # 2024 may begin a card number
@@ -97,11 +101,15 @@ def test_a_stream_holds_back_only_a_trailing_run_that_could_still_become_a_match
     assert passed("5 items") == "345 items"
 
 
-def test_unchanged_events_go_out_as_the_upstream_sent_them():
+def test_unchanged_events_go_out_as_the_upstream_sent_them_and_held_ones_not_at_all():
     guard = content.StreamFilter(RequestContext(), _policy())
     raw = b'{"id":"x","choices":[{"index":0,"delta":{"content":"plain words "}}]}'
+    held = b'{"id":"x","choices":[{"index":0,"delta":{"content":"4111 "}}]}'
+    last = b'{"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}'
 
     assert guard.event(json.loads(raw), raw) is raw
+    assert guard.event(json.loads(held), held) is None
+    assert _content(guard.event(json.loads(last), last)) == "4111 "
 
 
 def test_block_in_a_stream_sends_the_message_in_place_of_the_rest():

@@ -88,23 +88,29 @@ class StreamFilter:
         self.policy = policy
         self._held: dict[int, str] = {}
         self._sent_tail: dict[int, str] = {}
+        # Operators' patterns may match any text and look behind (\b, (?<=...)); the built-in
+        # detectors read digits only.
+        self._digits_only = not any(isinstance(found, detectors.Pattern) for found in policy.detectors)
         self._blocked: set[int] = set()
 
-    def event(self, chunk: dict, data: bytes) -> bytes:
-        """The event to send for this upstream chunk: `data` itself unless its content changed."""
-        changed = False
+    def event(self, chunk: dict, data: bytes) -> bytes | None:
+        """The event to send for this upstream chunk: `data` itself unless its content changed;
+        None when all it carried is held back."""
+        changed, carries = False, bool(chunk.get("usage"))
         for choice in chunk.get("choices") or ():
             delta = choice.get("delta") or {}
             content = delta.get("content")
             final = choice.get("finish_reason") is not None
             index = choice.get("index", 0)
-            if not isinstance(content, str) and not (final and self._held.get(index)):
-                continue
-            passed = self._pass(index, content or "", final=final)
-            if passed != content:
-                choice["delta"] = {**delta, "content": passed}
-                changed = True
-        return json.dumps(chunk).encode() if changed else data
+            if isinstance(content, str) or (final and self._held.get(index)):
+                passed = self._pass(index, content or "", final=final)
+                if passed != content:
+                    delta = choice["delta"] = {**delta, "content": passed}
+                    changed = True
+            carries = carries or final or any(delta.values())
+        if not changed:
+            return data
+        return json.dumps(chunk).encode() if carries else None
 
     def rest(self) -> dict | None:
         """A chunk with whatever is still held back (a stream that ended with no finish_reason)."""
@@ -118,11 +124,17 @@ class StreamFilter:
     def _pass(self, index: int, content: str, *, final: bool) -> str:
         if index in self._blocked:
             return ""
+        if self._digits_only and index not in self._held and not detectors.has_digit(content):
+            return content
         text = self._held.pop(index, "") + content
         sent_tail = self._sent_tail.get(index, "")
         buffer, start = sent_tail + text, len(sent_tail)
-        matches = detectors.find(buffer, self.policy.detectors, start)
         release = len(buffer) if final else detectors.held_from(buffer, self.policy.detectors, start)
+        if release == start:  # all of it may still become a match
+            if text:
+                self._held[index] = text
+            return ""
+        matches = detectors.find(buffer, self.policy.detectors, start)
         for match in matches:
             if match.start < release < match.end:  # a complete match goes out whole
                 release = match.end
@@ -134,7 +146,8 @@ class StreamFilter:
                 return BLOCKED_MESSAGE
         if release < len(buffer):
             self._held[index] = buffer[release:]
-        self._sent_tail[index] = buffer[max(0, release - _LOOKBEHIND_CHARS) : release]
+        if not self._digits_only:
+            self._sent_tail[index] = buffer[max(0, release - _LOOKBEHIND_CHARS) : release]
         shifted = [dataclasses.replace(m, start=m.start - start, end=m.end - start) for m in released]
         return _masked(buffer[start:release], shifted)
 

@@ -192,8 +192,8 @@ def relay(
                     usage = chunk["usage"]
                     if not wants_usage and not chunk.get("choices"):
                         continue  # the usage-only chunk the client did not ask for
-                if guard is not None:
-                    data = guard.event(chunk, data)
+                if guard is not None and (data := guard.event(chunk, data)) is None:
+                    continue  # all of its content is held back for now
             yield b"data: " + data + b"\n\n"
         if not finished:
             raise upstream_client.UpstreamError(f"{version.provider}: stream ended without [DONE]")
