@@ -227,3 +227,12 @@ def test_batch_inputs_and_results_are_stored_filtered(authed):
     assert item.result["label"] in {"POSITIVE", "NEGATIVE"}
     submitted = RequestLog.objects.get(endpoint="/api/v1/batches")
     assert submitted.filtered == {"CARD": 1}
+
+
+def test_what_is_still_held_when_a_stream_ends_without_finish_reason_goes_out_before_done():
+    guard = content.StreamFilter(RequestContext(), _policy())
+    chunk = {"choices": [{"index": 0, "delta": {"content": "call 4111 1111 1111 1111"}}]}
+
+    assert _content(guard.event(chunk, json.dumps(chunk).encode())) == "call "
+    assert guard.rest()["choices"] == [{"index": 0, "delta": {"content": "[REDACTED:CARD]"}}]
+    assert guard.rest() is None
