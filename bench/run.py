@@ -66,6 +66,7 @@ def main() -> None:
         classify = _bodies(scratch / "classify", served)
         chat_slow = _chat_bodies(scratch / "chat-slow", "bench-slow")
         chat_fast = _chat_bodies(scratch / "chat-fast", "bench-fast")
+        streams = {mode: _stream_bodies(scratch / f"stream-{mode}", f"bench-stream-{mode}") for mode in ("on", "off")}
         scenarios = results["scenarios"] = {}
 
         with gunicorn({}) as base:
@@ -73,6 +74,10 @@ def main() -> None:
             scenarios["classify_c32"] = _wrk(base + "/api/v1/predict", classify, key, 32)
             scenarios["chat_slow_c256"] = _wrk(base + "/v1/chat/completions", chat_slow, key, 256)
             scenarios["chat_fast_c1"] = _wrk(base + "/v1/chat/completions", chat_fast, key, 1, threads=1)
+            for mode in ("off", "on"):
+                scenarios[f"chat_stream_filter_{mode}_c16"] = _wrk(
+                    base + "/v1/chat/completions", streams[mode], key, 16
+                )
             _set_batch_size(1)
             _warm(base, key)
             cache.clear()
@@ -168,6 +173,18 @@ def _setup_rows(slow_port: int, fast_port: int) -> str:
         )  # fmt: skip
         if version.status != Status.PRODUCTION:
             version.promote()
+    # Streams with and without the content filter, on the fast stand-in.
+    for mode, content_filter in (("on", "redact"), ("off", "off")):
+        version, _ = ModelVersion.objects.update_or_create(
+            name=f"bench-stream-{mode}",
+            version="1",
+            defaults={
+                "task": Task.CHAT, "backend": Backend.OPENAI, "provider": Provider.objects.get(name="bench-fast"),
+                "upstream_model": f"bench-stream-{mode}", "content_filter": content_filter,
+            },
+        )  # fmt: skip
+        if version.status != Status.PRODUCTION:
+            version.promote()
     _set_batch_size(32)
     return APIKey.objects.create_key(name=f"bench-{int(time.time())}")[1]
 
@@ -187,6 +204,21 @@ def _bodies(path: Path, sentences: list[str]) -> Path:
 
 def _chat_bodies(path: Path, model: str) -> Path:
     bodies = [{"model": model, "messages": [{"role": "user", "content": f"question {i}"}]} for i in range(1000)]
+    path.write_text("".join(json.dumps(b) + "\n" for b in bodies))
+    return path
+
+
+def _stream_bodies(path: Path, model: str) -> Path:
+    """Streamed answers (the stand-in echoes one word per event) with a card number and an SSN
+    in them: the filter holds back and redacts across events."""
+    bodies = [
+        {
+            "model": model,
+            "stream": True,
+            "messages": [{"role": "user", "content": f"order {i} paid with 4111 1111 1111 1111 by 123-45-6789 ok"}],
+        }
+        for i in range(1000)
+    ]
     path.write_text("".join(json.dumps(b) + "\n" for b in bodies))
     return path
 
@@ -232,6 +264,7 @@ def _ratios(results: dict) -> dict:
         "overhead_ms_p50": s["chat_fast_c1"]["p50_ms"] - s["standin_fast_direct_c1"]["p50_ms"],
         "standin_direct_vs_ideal": rps["standin_slow_direct_c256"] / ideal_slow,
         "model_by_length_vs_batch_1": raw["by_length"]["sentences_per_s"] / raw["batch_1"]["sentences_per_s"],
+        "stream_filter_on_vs_off": rps["chat_stream_filter_on_c16"] / rps["chat_stream_filter_off_c16"],
     }
 
 
@@ -243,6 +276,7 @@ TARGETS = {
     "overhead_ms_p50": "<= 3 ms",
     "standin_direct_vs_ideal": "(reference: the stand-in alone)",
     "model_by_length_vs_batch_1": "(reference: what batching can give, in-process)",
+    "stream_filter_on_vs_off": ">= 0.9",
 }
 
 

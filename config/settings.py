@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served offline
     "django_prometheus",
     "gateway",
     "inference",
@@ -197,6 +198,9 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "AI Gateway API",
     "DESCRIPTION": "Predictions and embeddings on local models behind API keys.",
     "VERSION": "1.0.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Larger requests get a JSON 413 before anything parses them.
@@ -246,6 +250,8 @@ BREAKER_WINDOW_S = env.int("BREAKER_WINDOW_S", default=60)
 BREAKER_COOLDOWN_S = env.float("BREAKER_COOLDOWN_S", default=30.0)
 # The local LLM engine (llama.cpp's OpenAI-compatible server) that `bootstrap` registers.
 LOCAL_LLM_URL = env("LOCAL_LLM_URL", default="http://127.0.0.1:8081/v1")
+# The OpenAI provider that `bootstrap --openai` registers (inference/openai_setup.py).
+OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="https://api.openai.com/v1")
 
 # Experiments: threads per process that run shadow copies and guardrail checks off the
 # request path, and how many may wait before new shadow copies are dropped rather than slow

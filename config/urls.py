@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from experiments.views import FeedbackView
 from gateway.api import health
@@ -22,6 +22,17 @@ urlpatterns = [
     path("api/v1/feedback", FeedbackView.as_view(), name="feedback"),
     path("", include("inference.batches.urls")),
     path("api/schema", SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]), name="schema"),
+    # Interactive docs, their scripts served from drf-spectacular-sidecar's static files (no CDN).
+    path(
+        "api/docs",
+        SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
+        name="api-docs",
+    ),
+    path(
+        "api/redoc",
+        SpectacularRedocView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
+        name="api-redoc",
+    ),
     # The original service's paths, kept for its clients.
     path("predict", PredictView.as_view(), name="seed-predict"),
     path("health", health.health, name="health"),

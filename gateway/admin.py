@@ -5,7 +5,7 @@ from django.utils.html import format_html, format_html_join
 
 from gateway.keys.services import api_key_create, api_key_revoke
 from gateway.limits import usage
-from gateway.models import APIKey, AuditEvent, BudgetAlert, RequestLog, Team
+from gateway.models import APIKey, AuditEvent, BudgetAlert, FilterPattern, RequestLog, Team
 from gateway.record import audit
 
 _LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "budget_usd", "budget_period", "budget_alert_percent")
@@ -114,6 +114,7 @@ class APIKeyAdmin(admin.ModelAdmin):
                 "and its team's are separate caps; a request must fit both.",
             },
         ),
+        ("Output filter", {"fields": ("content_filter",)}),
         ("History", {"fields": ("history",)}),
     )
     actions = ["revoke_keys"]
@@ -265,6 +266,15 @@ class BudgetAlertAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(FilterPattern)
+class FilterPatternAdmin(admin.ModelAdmin):
+    """Operators' patterns for the content filter; SSNs and card numbers are built in."""
+
+    list_display = ("name", "pattern", "enabled", "updated_at")
+    list_filter = ("enabled",)
+    search_fields = ("name", "pattern", "description")
 
 
 admin.site.site_header = "AI Gateway administration"

@@ -6,6 +6,7 @@ from django.db.models.signals import post_delete, post_save
 SNAPSHOT_MODELS = (
     "gateway.APIKey",
     "gateway.Team",
+    "gateway.FilterPattern",
     "inference.ModelVersion",
     "inference.Provider",
     "inference.RoutingRule",

@@ -26,7 +26,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         ("Pricing (USD)", {"fields": ("input_cost_per_1k", "output_cost_per_1k", "cost_per_request")}),
         ("Limits and batching", {"fields": ("max_input_chars", "max_batch_size", "max_batch_wait_ms")}),
         ("Training", {"fields": ("metrics", "data_sha256")}),
-        ("Response cache", {"fields": ("cache_ttl_s", "cache_scope", "cache_sampled")}),
+        ("Response cache", {"fields": ("cache_ttl_s", "cache_scope", "cache_sampled", "cache_stale_if_error_s")}),
+        ("Answers", {"fields": ("content_filter", "default_max_tokens")}),
         ("History", {"fields": ("created_at", "updated_at", "promoted_at")}),
     )
     inlines = [VersionHistoryInline]

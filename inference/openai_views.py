@@ -5,14 +5,17 @@ import struct
 import time
 
 from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from inference import embeddings, pipeline
+from inference import embeddings, openapi, pipeline
 from inference.models import ModelVersion, RoutingRule, Status, Task
 from inference.openai_serializers import ChatCompletionRequest
 from inference.serializers import EmbeddingsRequest
 from inference.views import call_of
+
+_TAGS = ["OpenAI-compatible"]
 
 
 def _served_headers(ctx) -> dict:
@@ -23,6 +26,21 @@ def _served_headers(ctx) -> dict:
 class ChatCompletionsView(APIView):
     scope = "chat"
 
+    @extend_schema(
+        tags=_TAGS,
+        summary="Chat completion",
+        description="OpenAI's chat completions: point an OpenAI SDK's base_url at /v1. `model` is a served "
+        "name (or name:version), or `auto` for the routing rules. Answers pass the output filter; a repeated "
+        "deterministic call may be answered from the cache (X-Cache: hit), or, when every upstream fails, "
+        "from a stale cached answer (X-Cache: stale).",
+        request=ChatCompletionRequest,
+        responses={
+            (200, "application/json"): openapi.CHAT,
+            (200, "text/event-stream"): openapi.CHAT_STREAM,
+            **openapi.ERRORS,
+        },
+        examples=openapi.CHAT_EXAMPLES,
+    )
     def post(self, request):
         params = ChatCompletionRequest(data=request.data)
         params.is_valid(raise_exception=True)
@@ -42,6 +60,12 @@ class ChatCompletionsView(APIView):
 class EmbeddingsView(APIView):
     scope = "embeddings"
 
+    @extend_schema(
+        tags=_TAGS,
+        summary="Embeddings",
+        request=EmbeddingsRequest,
+        responses={200: openapi.OpenAIEmbeddings, **openapi.ERRORS},
+    )
     def post(self, request):
         params = EmbeddingsRequest(data=request.data)
         params.is_valid(raise_exception=True)
@@ -67,6 +91,9 @@ class EmbeddingsView(APIView):
 class ModelsView(APIView):
     """The model names this key may call."""
 
+    @extend_schema(
+        tags=_TAGS, summary="Models this key may call", responses={200: openapi.ModelList, 401: openapi.ERRORS[401]}
+    )
     def get(self, request):
         names = set(ModelVersion.objects.filter(status=Status.PRODUCTION).values_list("name", flat=True)) | set(
             RoutingRule.objects.filter(enabled=True).values_list("model_name", flat=True)

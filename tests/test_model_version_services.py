@@ -44,6 +44,8 @@ def _form(**fields):
         "max_batch_wait_ms": "5",
         "cache_ttl_s": "3600",
         "cache_scope": "auto",
+        "cache_stale_if_error_s": "0",
+        "content_filter": "redact",
         "audit_events-TOTAL_FORMS": "0",
         "audit_events-INITIAL_FORMS": "0",
         "audit_events-MIN_NUM_FORMS": "0",

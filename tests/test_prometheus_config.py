@@ -37,7 +37,7 @@ def test_prometheus_config_and_its_rules_are_valid():
     result = _promtool("check", "config", str(PROMETHEUS / "prometheus.yml"))
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 rules found" in result.stdout
+    assert "12 rules found" in result.stdout
 
 
 @needs_promtool
@@ -60,11 +60,18 @@ def test_every_alert_is_complete_and_watches_a_metric_the_gateway_exposes():
         "GatewayBudgetExhausted",
         "GatewayCircuitBreakerOpen",
         "GatewayBatchBacklog",
+        "PredictionHighErrorRate",
+        "PredictionHighP99Latency",
+        "ModelErrors",
     }
     for rule in rules:
         assert rule["labels"]["severity"] in {"warning", "critical"}
         assert rule["annotations"]["summary"]
-        watched = set(re.findall(r"\b(gateway_[a-z_]+|up)\b(?=\s*[{\[)=<>]|\s*$)", rule["expr"]))
+        watched = set(
+            re.findall(
+                r"\b(gateway_[a-z_]+|prediction_[a-z_]+|model_errors_total|up)\b(?=\s*[{\[)=<>]|\s*$)", rule["expr"]
+            )
+        )
         assert watched, rule["alert"]
         assert watched <= exposed, (rule["alert"], watched - exposed)
 

@@ -1,11 +1,14 @@
 """Response cache in Redis: a deterministic call's answer, reused by every process.
 
 The key is the model version (its id and its last save, so an edited version never serves
-answers of its former self) + task + the normalized input + the parameters, and the caller's
-team unless the version's answers may be shared (ModelVersion.cache_scope). Entries live for
-the version's `cache_ttl_s` (0: off). Calls sampled at temperature > 0 are not cached unless
-the version says so. A client's `Cache-Control: no-cache` skips the lookup (the fresh answer
-is stored), `no-store` skips storing. When Redis is down the cache is skipped.
+answers of its former self) + task + the normalized input + the parameters + the content
+filter policy the answer was filtered under, and the caller's team unless the version's
+answers may be shared (ModelVersion.cache_scope). Entries are fresh for the version's
+`cache_ttl_s` (0: off), then usable for `cache_stale_if_error_s` more, only when every
+candidate has failed (RFC 5861's stale-if-error: `stale_if_error()`). Calls sampled at
+temperature > 0 are not cached unless the version says so. A client's `Cache-Control:
+no-cache` skips the lookup (the fresh answer is stored, no stale one is served), `no-store`
+skips storing. When Redis is down the cache is skipped.
 
 The chat endpoint uses it like the local ones:
 
@@ -19,6 +22,7 @@ The chat endpoint uses it like the local ones:
 
 import hashlib
 import json
+import time
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,8 +40,10 @@ class Entry:
     ctx: RequestContext
     key: str | None  # None: this call is not cached
     ttl_s: int
+    stale_s: int
     may_read: bool
     may_store: bool
+    _stale: dict | None = None  # an entry past its freshness that lookup() found
 
     def lookup(self) -> Any | None:
         if self.key is None or not self.may_read:
@@ -49,17 +55,35 @@ class Entry:
             return None
         if cached is None:
             return None
-        self.ctx.cache_hit = True
-        self.ctx.cost_saved_usd = Decimal(cached["cost_usd"])
-        return cached["answer"]
+        if time.time() - cached["stored_at"] >= self.ttl_s:
+            self._stale = cached
+            return None
+        return self._hit(cached)
+
+    def stale_if_error(self) -> Any | None:
+        """The answer lookup() found past its freshness, if still within the version's
+        stale-if-error window: served (marked stale) instead of an error, never made up."""
+        cached = self._stale
+        if cached is None or time.time() - cached["stored_at"] >= self.ttl_s + self.stale_s:
+            return None
+        self.ctx.served_stale = True
+        self.ctx.response_headers["X-Cache"] = "stale"
+        return self._hit(cached)
 
     def store(self, answer: Any) -> None:
         if self.key is None or not self.may_store:
             return
+        value = {"answer": answer, "cost_usd": str(self.ctx.cost_usd), "stored_at": time.time()}
         try:
-            cache.set(self.key, {"answer": answer, "cost_usd": str(self.ctx.cost_usd)}, self.ttl_s)
+            # Kept in Redis for the stale window too; lookup() tells fresh from stale.
+            cache.set(self.key, value, self.ttl_s + self.stale_s)
         except counters.REDIS_ERRORS as exc:
             counters.store_down("response cache", exc, fail_open=True)
+
+    def _hit(self, cached: dict) -> Any:
+        self.ctx.cache_hit = True
+        self.ctx.cost_saved_usd = Decimal(cached["cost_usd"])
+        return cached["answer"]
 
 
 def entry(
@@ -71,6 +95,7 @@ def entry(
     params: dict | None = None,
     sampled: bool = False,
     cache_control: str = "",
+    filtered_as: str = "",
 ) -> Entry:
     directives = {part.strip().split("=")[0].lower() for part in cache_control.split(",")}
     cached = (
@@ -79,11 +104,18 @@ def entry(
         and (not sampled or version.cache_sampled)
         and ctx.api_key is not None
     )
-    key = _key(ctx, version, task, inputs, params or {}) if cached else None
-    return Entry(ctx, key, version.cache_ttl_s, "no-cache" not in directives, "no-store" not in directives)
+    key = _key(ctx, version, task, inputs, params or {}, filtered_as) if cached else None
+    return Entry(
+        ctx,
+        key,
+        version.cache_ttl_s,
+        version.cache_stale_if_error_s,
+        "no-cache" not in directives,
+        "no-store" not in directives,
+    )
 
 
-def _key(ctx: RequestContext, version, task: str, inputs: Any, params: dict) -> str:
+def _key(ctx: RequestContext, version, task: str, inputs: Any, params: dict, filtered_as: str) -> str:
     assert ctx.api_key is not None  # entry() caches only calls made with a key
     if version.cache_is_shared:
         scope = "shared"
@@ -93,7 +125,7 @@ def _key(ctx: RequestContext, version, task: str, inputs: Any, params: dict) -> 
         scope = f"key{ctx.api_key.pk}"
     # A stable digest: Python's hash() is salted per process and would differ between workers.
     canonical = json.dumps(
-        {"task": task, "inputs": _normalized(inputs), "params": _normalized(params)},
+        {"task": task, "inputs": _normalized(inputs), "params": _normalized(params), "filter": filtered_as},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,

@@ -9,7 +9,9 @@ gunicorn.conf.py) and /metrics sums them (gateway/metrics/export.py).
 
 Who records what:
 - `observe_request` (called by gateway/record/request_log.py `record`, once per logged request):
-  requests, errors, latency, gateway overhead, tokens, cost, cache hits, fallbacks.
+  requests, errors, latency, gateway overhead, tokens, cost, cache hits, fallbacks, and the
+  original service's three families (PREDICTION_REQUESTS, PREDICTION_LATENCY, MODEL_ERRORS).
+- The content filter: FILTERED (gateway/filters/content.py `record`).
 - The upstream path: UPSTREAM_RETRIES (inference/runners/upstream.py), BREAKER_OPEN (inference/breaker.py).
 - Scrape time (gateway/metrics/export.py): BUDGET_USED_RATIO, BATCH_QUEUE_DEPTH, ROLLUP_LAG.
 - gateway/metrics/traffic.py adds gateway_budget_alerts_total (threshold crossings).
@@ -85,10 +87,30 @@ ROLLUP_LAG = Gauge(
     "Seconds since the dashboards' rollups were last refreshed.",
     multiprocess_mode="mostrecent",
 )
+FILTERED = Counter(
+    "gateway_content_filtered",
+    "Matches the content filter redacted or blocked, by detector, mode and where (answer, stream, "
+    "request_text, batch_input).",
+    ["detector", "mode", "target"],
+)
+
+# The original service's families, with its names, types and labels: its dashboards and alerts
+# read them. `endpoint` is the matched route's path pattern (e.g. /batch_result/{task_id}).
+PREDICTION_REQUESTS = Counter("prediction_requests", "Total prediction requests", ["endpoint", "status"])
+PREDICTION_LATENCY = Histogram(
+    "prediction_latency_seconds", "Prediction latency in seconds", ["endpoint"], buckets=_LATENCY_BUCKETS_S
+)
+MODEL_ERRORS = Counter("model_errors", "Total model errors", ["error_type"])
 
 
-def observe_request(ctx, *, endpoint: str, status_code: int, latency_ms: float) -> None:
-    """Count one answered request; `ctx` is its gateway.record.context.RequestContext."""
+def observe_request(ctx, *, endpoint: str, route: str, status_code: int, latency_ms: float) -> None:
+    """Count one answered request; `ctx` is its gateway.record.context.RequestContext, `endpoint`
+    its route's name and `route` its path pattern."""
+    PREDICTION_REQUESTS.labels(route, str(status_code)).inc()
+    PREDICTION_LATENCY.labels(route).observe(latency_ms / 1000)
+    # The model's (or its upstream's) failures, not the client's: what the original counted.
+    if ctx.error_type and (status_code >= 500 or ctx.truncated):
+        MODEL_ERRORS.labels(ctx.error_type).inc()
     version = ctx.model_version
     model, version_name = (version.name, version.version) if version is not None else ("", "")
     variant = ctx.variant

@@ -2,6 +2,7 @@
 
 from gateway.models.audit import AuditAction, AuditEvent
 from gateway.models.budget_alerts import BudgetAlert
+from gateway.models.filters import FilterPattern
 
 # The key validators are named by migrations as gateway.models.<name>.
 from gateway.models.keys import (
@@ -24,6 +25,7 @@ __all__ = [
     "AuditEvent",
     "BudgetAlert",
     "BudgetPeriod",
+    "FilterPattern",
     "LimitsAndBudget",
     "RequestLog",
     "Team",

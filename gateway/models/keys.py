@@ -8,6 +8,7 @@ from django.db import models
 from django.utils import timezone
 
 from gateway.caching import snapshot
+from gateway.filters.modes import FilterMode
 from gateway.keys import crypto
 
 # Endpoint scopes a key may be limited to; views declare theirs as `scope`.
@@ -129,6 +130,13 @@ class APIKey(LimitsAndBudget):
         blank=True,
         validators=[_validate_scopes],
         help_text='Model names this key may call, e.g. ["sentiment"]. Empty: all.',
+    )
+    content_filter = models.CharField(
+        "output filter",
+        max_length=8,
+        choices=FilterMode.choices,
+        blank=True,
+        help_text="Overrides the model version's output filter for this key. Empty: the version's.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)

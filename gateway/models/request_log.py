@@ -29,6 +29,9 @@ class RequestLog(models.Model):
     output_tokens = models.PositiveIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=0)
     cache_hit = models.BooleanField(default=False)
+    served_stale = models.BooleanField(
+        default=False, help_text="Answered from the cache past its freshness because every candidate failed."
+    )
     # The unit prices the cost was computed with, so later price edits do not rewrite history.
     input_price_per_1k = models.DecimalField(max_digits=12, decimal_places=8, null=True, blank=True)
     output_price_per_1k = models.DecimalField(max_digits=12, decimal_places=8, null=True, blank=True)
@@ -57,6 +60,11 @@ class RequestLog(models.Model):
     )
     variant = models.CharField(max_length=50, blank=True)
     unit = models.CharField(max_length=32, blank=True)
+    filtered = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Content filter matches in the answer and the stored texts, by detector (never the text).",
+    )
     shadow_of = models.UUIDField(
         null=True, blank=True, help_text="Set on a shadow answer: the request it mirrored. Never returned."
     )

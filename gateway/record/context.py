@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from experiments.models import Experiment
+    from gateway.filters.content import Policy
     from gateway.models import APIKey
     from inference.models import ModelVersion
 
@@ -25,6 +26,7 @@ class RequestContext:
     output_tokens: int = 0
     cost_usd: Decimal = Decimal("0")
     cache_hit: bool = False
+    served_stale: bool = False  # a cached answer past its freshness, because every candidate failed
     cost_saved_usd: Decimal = Decimal("0")  # a cache hit's cost had the model run
     error_type: str = ""
     input_text: str = ""
@@ -46,6 +48,8 @@ class RequestContext:
     variant: str = ""
     unit: str = ""  # a digest of the experiment unit, never the raw user id
     shadow_of: uuid.UUID | None = None
+    filter_policy: "Policy | None" = None  # once the pipeline chose it
+    filtered: dict[str, int] = field(default_factory=dict)  # content filter matches, by detector
     # Headers the steps want on the response whatever its status (e.g. X-RateLimit-*).
     response_headers: dict[str, str] = field(default_factory=dict)
 

@@ -1,13 +1,18 @@
 import logging
+import re
 
 from django.conf import settings
 
+from gateway.filters import content
 from gateway.metrics import families
 from gateway.models import RequestLog
 from gateway.record import access_log, log_writer
 from gateway.record.context import RequestContext
 
 logger = logging.getLogger(__name__)
+
+# A path converter in a route, <uuid:task_id>, written as OpenAPI writes it: {task_id}.
+_CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
 def is_logged_path(path: str) -> bool:
@@ -28,6 +33,15 @@ def route_name(request) -> str:
     return (match.url_name or match.view_name) if match is not None else "unmatched"
 
 
+def route_path(request) -> str:
+    """The matched route's path pattern, as the original service's metrics name endpoints:
+    /batch_result/{task_id} for every task id."""
+    match = getattr(request, "resolver_match", None)
+    if match is None or not match.route:
+        return "unmatched"
+    return "/" + _CONVERTER.sub(r"{\1}", match.route)
+
+
 def record(ctx: RequestContext, request, status_code: int, latency_ms: float) -> None:
     """The one place a request's outcome is known: its log row, its metrics, its JSON log line."""
     write(
@@ -40,7 +54,9 @@ def record(ctx: RequestContext, request, status_code: int, latency_ms: float) ->
     )
     endpoint = route_name(request)
     try:
-        families.observe_request(ctx, endpoint=endpoint, status_code=status_code, latency_ms=latency_ms)
+        families.observe_request(
+            ctx, endpoint=endpoint, route=route_path(request), status_code=status_code, latency_ms=latency_ms
+        )
         access_log.log_request(
             ctx,
             method=request.method,
@@ -69,6 +85,10 @@ def log_row(
 ) -> RequestLog:
     """The (unsaved) row for one request, or one item of a batch job, that `ctx` went through."""
     version = ctx.model_version
+    input_text = ""
+    if settings.GATEWAY_LOG_REQUEST_TEXT and ctx.input_text:
+        policy = ctx.filter_policy or content.policy_for(ctx, version)
+        input_text = content.filter_text(ctx, policy, ctx.input_text, target="request_text")
     return RequestLog(
         request_id=ctx.request_id,
         api_key=ctx.api_key,
@@ -85,6 +105,7 @@ def log_row(
         output_tokens=ctx.output_tokens,
         cost_usd=ctx.cost_usd,
         cache_hit=ctx.cache_hit,
+        served_stale=ctx.served_stale,
         input_price_per_1k=ctx.input_price_per_1k,
         output_price_per_1k=ctx.output_price_per_1k,
         price_missing=ctx.price_missing,
@@ -99,10 +120,11 @@ def log_row(
         cost_saved_usd=ctx.cost_saved_usd,
         team_id=ctx.api_key.team_id if ctx.api_key else None,
         client_ip=client_ip,
-        input_text=ctx.input_text if settings.GATEWAY_LOG_REQUEST_TEXT else "",
+        input_text=input_text,
         output_label=ctx.output_label[:100],
         experiment=ctx.experiment,
         variant=ctx.variant,
         unit=ctx.unit,
         shadow_of=ctx.shadow_of,
+        filtered=dict(ctx.filtered),
     )

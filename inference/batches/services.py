@@ -18,6 +18,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from gateway.api.errors import JobFinished, QueueUnavailable
+from gateway.filters import content
 from gateway.models import APIKey, RequestLog
 from gateway.record.context import RequestContext
 from gateway.record.request_log import log_row
@@ -34,8 +35,12 @@ LOG_METHOD = "BATCH"
 def batch_job_submit(
     *, ctx: RequestContext, key: APIKey, texts: list[str], task: str, model_ref: str | None
 ) -> BatchJob:
-    """Store the job and its items, then queue one task per chunk. Raises the API's routing errors."""
+    """Store the job and its items, then queue one task per chunk. Raises the API's routing errors.
+
+    Inputs are stored as the content filter leaves them: the model reads the filtered text."""
     version = pipeline.route(ctx=ctx, model_ref=model_ref, task=task)
+    policy = content.policy_for(ctx, version)
+    texts = [content.filter_text(ctx, policy, text, target="batch_input") for text in texts]
     with transaction.atomic():
         job = BatchJob.objects.create(
             api_key=key,

