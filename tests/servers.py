@@ -137,7 +137,8 @@ defaults
     timeout connect 2s
     timeout client 60s
     timeout server 60s
-    timeout check 2s
+    # Generous: a busy node answers late, a dead one refuses at once.
+    timeout check 5s
     retries 3
     option redispatch 1
     retry-on conn-failure empty-response
