@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +32,7 @@ SLICE = 5000  # sentences a classification scenario draws from: more than one ru
 
 import django  # noqa: E402
 
-from tests.servers import free_port, gunicorn, http, serving  # noqa: E402
+from tests.servers import free_port, gunicorn, gunicorn_node, haproxy, http, serving  # noqa: E402
 
 
 def main() -> None:
@@ -87,6 +88,7 @@ def main() -> None:
             _warm(base, key)
             cache.clear()
             scenarios["classify_c32_log_off"] = _wrk(base + "/api/v1/predict", classify, key, 32)
+        scenarios.update(_scale_out(key, classify, chat_slow))
         slow_url = f"http://127.0.0.1:{slow_port}/v1/chat/completions"
         fast_url = f"http://127.0.0.1:{fast_port}/v1/chat/completions"
         scenarios["standin_slow_direct_c256"] = _wrk(slow_url, chat_slow, key, 256)
@@ -197,6 +199,25 @@ def _set_batch_size(size: int) -> None:
     version.save()  # every worker reloads the version on its next request
 
 
+def _scale_out(key: str, classify: Path, chat_slow: Path) -> dict:
+    """The classify and slow-chat scenarios through HAProxy (as tests/test_scale_out.py runs it:
+    round robin, /ready checks) in front of one node, then of two: separate gunicorn masters
+    with the `make run` settings, sharing PostgreSQL and Redis."""
+    from django.core.cache import cache
+
+    scenarios = {}
+    for label, count in (("1node", 1), ("2nodes", 2)):
+        with ExitStack() as stack:
+            nodes = {f"node{i}": stack.enter_context(gunicorn_node({})) for i in range(count)}
+            balancer = stack.enter_context(haproxy({name: node.port for name, node in nodes.items()}))
+            for node in nodes.values():
+                _warm(node.url, key)
+            cache.clear()
+            scenarios[f"classify_c32_lb_{label}"] = _wrk(balancer.url + "/api/v1/predict", classify, key, 32)
+            scenarios[f"chat_slow_c256_lb_{label}"] = _wrk(balancer.url + "/v1/chat/completions", chat_slow, key, 256)
+    return scenarios
+
+
 def _bodies(path: Path, sentences: list[str]) -> Path:
     path.write_text("".join(json.dumps({"text": s}) + "\n" for s in sentences))
     return path
@@ -265,6 +286,14 @@ def _ratios(results: dict) -> dict:
         "standin_direct_vs_ideal": rps["standin_slow_direct_c256"] / ideal_slow,
         "model_by_length_vs_batch_1": raw["by_length"]["sentences_per_s"] / raw["batch_1"]["sentences_per_s"],
         "stream_filter_on_vs_off": rps["chat_stream_filter_on_c16"] / rps["chat_stream_filter_off_c16"],
+        **_two_nodes_vs_one(rps),
+    }
+
+
+def _two_nodes_vs_one(rps: dict) -> dict:
+    return {
+        "two_nodes_vs_one_classify": rps["classify_c32_lb_2nodes"] / rps["classify_c32_lb_1node"],
+        "two_nodes_vs_one_chat": rps["chat_slow_c256_lb_2nodes"] / rps["chat_slow_c256_lb_1node"],
     }
 
 
@@ -277,6 +306,10 @@ TARGETS = {
     "standin_direct_vs_ideal": "(reference: the stand-in alone)",
     "model_by_length_vs_batch_1": "(reference: what batching can give, in-process)",
     "stream_filter_on_vs_off": ">= 0.9",
+    # Both nodes share this machine's cores: a second node adds no CPU, so the ratio shows
+    # what the balancer and a second set of processes cost, not the speed-up of two machines.
+    "two_nodes_vs_one_classify": "(reference: on one machine, the balancer's cost, not a speed-up)",
+    "two_nodes_vs_one_chat": "(reference: on one machine, the balancer's cost, not a speed-up)",
 }
 
 
