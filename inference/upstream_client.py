@@ -13,6 +13,7 @@ from django.conf import settings
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from inference.models import Provider
+from inference.models.providers import ProviderNotTrusted
 
 _http = urllib3.PoolManager(num_pools=32, maxsize=settings.UPSTREAM_POOL_SIZE, block=False, retries=False)
 
@@ -45,7 +46,11 @@ class UpstreamRejected(Exception):
 def post(provider: Provider, path: str, body: bytes, *, stream: bool = False) -> urllib3.BaseHTTPResponse:
     """One attempt. Returns a 2xx response (unread when streaming); raises otherwise."""
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-    if api_key := provider.api_key():
+    try:
+        api_key = provider.api_key()
+    except ProviderNotTrusted as exc:
+        raise UpstreamError(str(exc), status=403) from exc  # the same on every attempt: not retried
+    if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     try:
         response = _http.request(

@@ -7,6 +7,9 @@ the version's `cache_ttl_s` (0: off). Calls sampled at temperature > 0 are not c
 the version says so. A client's `Cache-Control: no-cache` skips the lookup (the fresh answer
 is stored), `no-store` skips storing. When Redis is down the cache is skipped.
 
+Entries live in the "responses" cache (settings.CACHES: a Redis of its own in production,
+which may evict them) and are stored as JSON, so answers must be JSON values.
+
 The chat endpoint uses it like the local ones:
 
     entry = response_cache.entry(ctx, version, task=..., inputs=messages, params={...},
@@ -14,7 +17,7 @@ The chat endpoint uses it like the local ones:
     answer = entry.lookup()          # None on a miss; on a hit ctx.cache_hit and cost_saved_usd are set
     if answer is None:
         answer = ...                 # run the model; ctx.cost_usd set
-        entry.store(answer)          # anything picklable
+        entry.store(answer)          # a JSON value
 """
 
 import hashlib
@@ -25,7 +28,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 
 from gateway.limits import counters
 from gateway.record.context import RequestContext
@@ -43,7 +46,7 @@ class Entry:
         if self.key is None or not self.may_read:
             return None
         try:
-            cached = cache.get(self.key)
+            cached = caches["responses"].get(self.key)
         except counters.REDIS_ERRORS as exc:
             counters.store_down("response cache", exc, fail_open=True)
             return None
@@ -57,7 +60,7 @@ class Entry:
         if self.key is None or not self.may_store:
             return
         try:
-            cache.set(self.key, {"answer": answer, "cost_usd": str(self.ctx.cost_usd)}, self.ttl_s)
+            caches["responses"].set(self.key, {"answer": answer, "cost_usd": str(self.ctx.cost_usd)}, self.ttl_s)
         except counters.REDIS_ERRORS as exc:
             counters.store_down("response cache", exc, fail_open=True)
 
