@@ -87,6 +87,7 @@ _COLUMNS = (
     "method",
     "endpoint",
     "model_name",
+    "requested_model",
     "model_version_id",
     "version",
     "status_code",
@@ -223,15 +224,15 @@ class _Plan:
         )
         outcome = rng.choices(range(len(_OUTCOMES) + 1), cum_weights=self.outcome_weights)[0]
         status, error_type = _OUTCOMES[outcome][:2] if outcome < len(_OUTCOMES) else (200, "")
-        api_key_id, model_name, routed = key.pk, version.name, version
+        api_key_id, model_name, requested, routed = key.pk, version.name, version.name, version
         if status == 401:
-            api_key_id, model_name, routed = None, "", None
+            api_key_id, model_name, requested, routed = None, "", "", None
         elif status == 400:
-            model_name, routed = "", None
+            model_name, requested, routed = "", "", None
         elif status == 404:
-            model_name, routed = rng.choice(["gpt-4o", "sentiment-v3", "claude"]), None
+            model_name, requested, routed = "", rng.choice(["gpt-4o", "sentiment-v3", "claude"]), None
         elif status == 403:
-            routed = None
+            model_name, routed = "", None
         tokens = max(1, int(rng.lognormvariate(0, 0.5) * profile["tokens"])) if status in (200, 500) else 0
         output_tokens = int(rng.lognormvariate(0, 0.6) * profile["output_tokens"]) if status == 200 else 0
         cache_hit = status == 200 and rng.random() < _CACHE_HIT_SHARE
@@ -253,6 +254,7 @@ class _Plan:
             "POST",
             rng.choice(profile["paths"]),
             model_name,
+            requested,
             routed.pk if routed else None,
             routed.version if routed else "",
             status,
