@@ -6,6 +6,7 @@ httpx transport collapses under hundreds of concurrent calls and its parsing cos
 
 import email.utils
 import json
+import logging
 import time
 
 import urllib3
@@ -15,6 +16,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from inference.models import Provider
 from inference.models.providers import ProviderNotTrusted
 
+logger = logging.getLogger(__name__)
 _http = urllib3.PoolManager(num_pools=32, maxsize=settings.UPSTREAM_POOL_SIZE, block=False, retries=False)
 
 
@@ -116,10 +118,15 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _error_message(response) -> str:
+    """The error message an OpenAI-compatible API addresses to its client; a 400's reaches the
+    caller. Any other body (an HTML error page, a proxy's) is only logged."""
     data = response.data
     response.release_conn()
     try:
         message = json.loads(data)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = None
-    return message or data[:200].decode(errors="replace")
+    if isinstance(message, str) and message:
+        return message[:500]
+    logger.warning("Upstream answered %s without an error message: %r", response.status, data[:500])
+    return f"no error message (HTTP {response.status})"

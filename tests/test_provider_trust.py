@@ -102,13 +102,22 @@ def test_the_upstream_is_never_called_with_a_secret_it_must_not_get(authed, stan
 
 @pytest.fixture
 def refusing_upstream():
-    """An upstream that refuses every call with a body an operator must not be shown."""
+    """An upstream that refuses every call with a body no operator or caller must be shown."""
 
     class Refusing(BaseHTTPRequestHandler):
         def do_GET(self):
             body = json.dumps({"error": {"message": f"Incorrect API key provided: {LEAKED}"}}).encode()
             self.send_response(401)
             self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = f"<html><body>Bad request at proxy for {LEAKED}</body></html>".encode()
+            self.send_response(400)
+            self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -143,3 +152,18 @@ def test_test_connection_shows_no_upstream_body_only_an_error_id_for_the_log(ope
     )
     assert f"error {error_id}" in caplog.text
     assert LEAKED in caplog.text  # the operator with log access finds what happened
+
+
+def test_a_caller_never_gets_an_upstreams_raw_error_body(authed, refusing_upstream, monkeypatch, caplog):
+    monkeypatch.setenv("STANDIN_API_KEY", "sk-standin-secret")
+    ChatVersionFactory(provider=ProviderFactory(name="proxied", base_url=refusing_upstream))
+
+    with caplog.at_level(logging.WARNING):
+        response = authed.post(
+            "/v1/chat/completions", {"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}, format="json"
+        )
+
+    assert response.status_code == 400
+    assert LEAKED not in response.content.decode()
+    assert "no error message (HTTP 400)" in response.content.decode()
+    assert LEAKED in caplog.text
