@@ -22,6 +22,7 @@ The chat endpoint uses it like the local ones:
 
 import hashlib
 import json
+import logging
 import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal
@@ -32,6 +33,8 @@ from django.core.cache import caches
 
 from gateway.limits import counters
 from gateway.record.context import RequestContext
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +52,9 @@ class Entry:
             cached = caches["responses"].get(self.key)
         except counters.REDIS_ERRORS as exc:
             counters.store_down("response cache", exc, fail_open=True)
+            return None
+        except ValueError:  # not JSON (an entry pickled by an earlier release): a miss, overwritten
+            logger.warning("Unreadable response cache entry %s: treated as a miss", self.key)
             return None
         if cached is None:
             return None
