@@ -1,5 +1,6 @@
-"""The project's settings, for tests: a deployment (PostgreSQL, Redis) must be given a
-SECRET_KEY, so a test run makes one up. Processes the tests start inherit it."""
+"""The project's settings for tests and the local measurements (bench/, scripts/): on
+PostgreSQL and Redis the gateway insists on a SECRET_KEY, so a run makes one up. Processes
+that the run starts inherit it."""
 
 import os
 import secrets
