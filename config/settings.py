@@ -47,17 +47,23 @@ def _secret_key() -> str:
     if not GATEWAY_EMBEDDED:
         raise ImproperlyConfigured("Set SECRET_KEY (or SECRET_KEY_FILE): 50 or more random characters.")
     path = Path(env("GATEWAY_EMBEDDED_KEY_FILE", default=str(BASE_DIR / ".secret_key")))
-    try:
-        # O_EXCL: of processes starting together, one writes the key and the others read it.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return path.read_text().strip()
+    try:
+        # Written whole, then linked into place: of processes starting together (gunicorn's
+        # workers), one key wins and every process reads that one.
+        fd, written = tempfile.mkstemp(dir=path.parent, prefix=".secret_key-")
+        with os.fdopen(fd, "w") as file:  # mkstemp's mode is 0600
+            file.write(secrets.token_urlsafe(50))
+        try:
+            os.link(written, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(written)
     except OSError as exc:
         raise ImproperlyConfigured(f"Set SECRET_KEY: no key file could be written at {path} ({exc}).") from exc
-    key = secrets.token_urlsafe(50)
-    with os.fdopen(fd, "w") as file:
-        file.write(key)
-    return key
+    return path.read_text().strip()
 
 
 SECRET_KEY = _secret_key()

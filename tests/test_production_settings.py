@@ -91,6 +91,20 @@ def test_the_embedded_default_makes_its_key_once_and_keeps_it(tmp_path):
     assert _values({"GATEWAY_EMBEDDED_KEY_FILE": str(tmp_path / "other")}, "SECRET_KEY") != first
 
 
+def test_processes_starting_together_agree_on_one_embedded_key(tmp_path):
+    env = {"PATH": os.environ["PATH"], "GATEWAY_EMBEDDED_KEY_FILE": str(tmp_path / "secret_key")}
+    code = "import config.settings as s; print(s.SECRET_KEY)"
+    starting = [
+        subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+
+    keys = {process.communicate(timeout=60)[0].strip() for process in starting}
+
+    assert keys == {(tmp_path / "secret_key").read_text()}
+    assert [path.name for path in tmp_path.iterdir()] == ["secret_key"]  # no half-written leftovers
+
+
 def test_git_and_the_image_leave_the_embedded_key_out():
     assert ".secret_key" in (ROOT / ".gitignore").read_text().splitlines()
     assert ".secret_key" in (ROOT / ".dockerignore").read_text().splitlines()
