@@ -29,7 +29,7 @@ def _secret(name: str) -> str:
 
 # The embedded default: SQLite and no Redis. Anything else is a deployment, which must not
 # start on defaults that are unsafe to expose.
-GATEWAY_EMBEDDED = not env("REDIS_URL", default="") and env("DATABASE_URL", default="sqlite:").startswith("sqlite:")
+GATEWAY_EMBEDDED = not _secret("REDIS_URL") and (_secret("DATABASE_URL") or "sqlite:").startswith("sqlite:")
 
 # --- Django core: apps, middleware, templates, auth, i18n, static files, security ---
 
@@ -156,7 +156,7 @@ SESSION_COOKIE_HTTPONLY = CSRF_COOKIE_HTTPONLY = True
 
 # --- Database and cache ---
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES = {"default": env.db_url_config(_secret("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's own psycopg 3 pool: threads borrow a connection per request instead of
     # each of gunicorn's threads holding one open. Size it so that

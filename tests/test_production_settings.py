@@ -62,19 +62,26 @@ def test_a_deployment_without_a_real_secret_key_refuses_to_start(key, tmp_path):
 def test_a_deployment_reads_its_secrets_from_files_as_compose_secrets_give_them(tmp_path):
     (tmp_path / "secret_key").write_text(STRONG_KEY + "\n")
     (tmp_path / "metrics_token").write_text("scrape-secret\n")
+    (tmp_path / "database_url").write_text(PRODUCTION["DATABASE_URL"] + "\n")
 
     values = _values(
         {
-            **PRODUCTION,
+            "REDIS_URL": PRODUCTION["REDIS_URL"],
+            "DATABASE_URL_FILE": str(tmp_path / "database_url"),
             "SECRET_KEY_FILE": str(tmp_path / "secret_key"),
             "GATEWAY_METRICS_TOKEN_FILE": str(tmp_path / "metrics_token"),
         },
         "SECRET_KEY",
         "GATEWAY_METRICS_TOKEN",
         "GATEWAY_EMBEDDED",
+        "DATABASES",
     )
 
-    assert values == {"SECRET_KEY": STRONG_KEY, "GATEWAY_METRICS_TOKEN": "scrape-secret", "GATEWAY_EMBEDDED": False}
+    assert values["SECRET_KEY"] == STRONG_KEY  # without the file's newline
+    assert values["GATEWAY_METRICS_TOKEN"] == "scrape-secret"
+    assert values["GATEWAY_EMBEDDED"] is False
+    assert values["DATABASES"]["default"]["NAME"] == "gateway"
+    assert values["DATABASES"]["default"]["PASSWORD"] == "pw"
 
 
 def test_the_embedded_default_makes_its_key_once_and_keeps_it(tmp_path):
