@@ -182,7 +182,7 @@ def test_the_image_runs_without_compilers_and_not_as_root():
 def test_dockerignore_keeps_secrets_state_and_logs_out_of_the_image():
     ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
 
-    assert {".env", ".env.*", ".secret_key", "secrets", "model_store", "*.log", ".venv", "db.sqlite3*"} <= ignored
+    assert {"**/.env", "**/.env.*", ".secret_key", "secrets", "model_store", "**/*.log", ".venv", "db.sqlite3*"} <= ignored
 
 
 @needs_hadolint
