@@ -41,13 +41,19 @@ test: $(VENV)/.installed
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) $(BIN)/python -m pytest
 
 # Django's checks and mypy (the modules pyproject.toml lists) run on the embedded default:
-# they need no services.
+# they need no services. Then the deployment: hadolint on the Dockerfile, docker-compose's
+# validation of its file (any warning fails too), and `check --deploy --fail-level WARNING`
+# under the environment compose gives the web service (scripts/check_deploy.py).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/mypy
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py check
 	env -u DATABASE_URL -u REDIS_URL $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/hadolint Dockerfile
+	@findings=$$(SECRET_KEY=lint POSTGRES_PASSWORD=lint REDIS_PASSWORD=lint docker-compose config --quiet 2>&1) \
+		&& test -z "$$findings" || { echo "docker-compose config: $$findings" >&2; exit 1; }
+	$(BIN)/python scripts/check_deploy.py
 
 format: $(VENV)/.installed
 	$(BIN)/ruff format .

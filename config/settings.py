@@ -1,25 +1,72 @@
 """Settings come from the environment (12-factor).
 
 With nothing set the gateway runs on an embedded default: a SQLite file and a
-local-memory cache. Production sets DATABASE_URL (PostgreSQL) and REDIS_URL.
+local-memory cache. Production sets DATABASE_URL (PostgreSQL) and REDIS_URL, and then
+refuses to start on a default secret (docs/decisions/0050-threat-model.md).
+
+Any variable may instead be read from a file named by <NAME>_FILE (compose secrets).
 """
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+env = environ.FileAwareEnv()
 env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
+
+
+def _secret(name: str) -> str:
+    # A secret read from a file usually ends with a newline that is not part of it.
+    return env.str(name, default="").strip()
+
+
+# The embedded default: SQLite and no Redis. Anything else is a deployment, which must not
+# start on defaults that are unsafe to expose.
+GATEWAY_EMBEDDED = not _secret("REDIS_URL") and (_secret("DATABASE_URL") or "sqlite:").startswith("sqlite:")
 
 # --- Django core: apps, middleware, templates, auth, i18n, static files, security ---
 
 DEBUG = env.bool("DEBUG", default=False)
-# The embedded default must start with nothing set; `check --deploy` flags this key.
-SECRET_KEY = env("SECRET_KEY", default="django-insecure-embedded-default-set-SECRET_KEY")
+
+
+def _secret_key() -> str:
+    """SECRET_KEY, which a deployment must set; the embedded default makes one per install,
+    once, in a file that git and the image leave out."""
+    key = _secret("SECRET_KEY")
+    if key:
+        if not GATEWAY_EMBEDDED and (len(key) < 50 or len(set(key)) < 5 or key.startswith("django-insecure")):
+            raise ImproperlyConfigured("SECRET_KEY is too weak: use 50 or more random characters.")
+        return key
+    if not GATEWAY_EMBEDDED:
+        raise ImproperlyConfigured("Set SECRET_KEY (or SECRET_KEY_FILE): 50 or more random characters.")
+    path = Path(env("GATEWAY_EMBEDDED_KEY_FILE", default=str(BASE_DIR / ".secret_key")))
+    if path.exists():
+        return path.read_text().strip()
+    try:
+        # Written whole, then linked into place: of processes starting together (gunicorn's
+        # workers), one key wins and every process reads that one.
+        fd, written = tempfile.mkstemp(dir=path.parent, prefix=".secret_key-")
+        with os.fdopen(fd, "w") as file:  # mkstemp's mode is 0600
+            file.write(secrets.token_urlsafe(50))
+        try:
+            os.link(written, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(written)
+    except OSError as exc:
+        raise ImproperlyConfigured(f"Set SECRET_KEY: no key file could be written at {path} ({exc}).") from exc
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -94,11 +141,23 @@ STORAGES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
+# Behind a proxy that terminates TLS, says so in X-Forwarded-Proto and drops a client's own
+# X-Forwarded-Proto. Explicit, never guessed: the header is trusted only when this is set, and
+# with it the gateway insists on HTTPS (redirect, HSTS, cookies sent over HTTPS only).
+BEHIND_TLS_PROXY = env.bool("BEHIND_TLS_PROXY", default=False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_TLS_PROXY else None
+SECURE_SSL_REDIRECT = BEHIND_TLS_PROXY
+# Probes and the Prometheus scrape come from inside the deployment, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000 if BEHIND_TLS_PROXY else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=BEHIND_TLS_PROXY)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=BEHIND_TLS_PROXY)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = BEHIND_TLS_PROXY
+SESSION_COOKIE_HTTPONLY = CSRF_COOKIE_HTTPONLY = True
 
 # --- Database and cache ---
 
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+DATABASES = {"default": env.db_url_config(_secret("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # Django's own psycopg 3 pool: threads borrow a connection per request instead of
     # each of gunicorn's threads holding one open. Size it so that
@@ -115,27 +174,43 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
 
-REDIS_URL = env("REDIS_URL", default="")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.5),
-                "SOCKET_TIMEOUT": env.float("REDIS_TIMEOUT", default=0.5),
-            },
-        }
+REDIS_URL = _secret("REDIS_URL")
+
+
+def _redis_cache(url: str) -> dict:
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            # JSON, not pickle: whoever can write to Redis must not be able to run code here.
+            "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
+            "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.5),
+            "SOCKET_TIMEOUT": env.float("REDIS_TIMEOUT", default=0.5),
+        },
     }
+
+
+# "default" holds counters, breakers and the configuration generation, which must never be
+# evicted; "responses" holds the response cache, which may be, on a Redis of its own
+# (RESPONSE_CACHE_URL, with an LRU policy and maxmemory). Unset, it is the default cache.
+RESPONSE_CACHE_URL = _secret("RESPONSE_CACHE_URL") or REDIS_URL
+if REDIS_URL:
+    CACHES = {"default": _redis_cache(REDIS_URL), "responses": _redis_cache(RESPONSE_CACHE_URL)}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "responses": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }
 
 # --- Celery: broker, worker, beat schedule, task routes ---
 
 # Redis in production; with no broker configured tasks run eagerly in-process.
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_BROKER_URL = _secret("CELERY_BROKER_URL") or REDIS_URL or "memory://"
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=not REDIS_URL)
+# JSON only: a worker never unpickles what it finds in the broker.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -201,6 +276,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Its deploy check lints the OpenAPI document (views it cannot describe), which says
+    # nothing about whether a deployment is safe; `check --deploy` is kept for that.
+    "ENABLE_DJANGO_DEPLOY_CHECK": False,
 }
 
 # Larger requests get a JSON 413 before anything parses them.
@@ -252,6 +330,14 @@ BREAKER_COOLDOWN_S = env.float("BREAKER_COOLDOWN_S", default=30.0)
 LOCAL_LLM_URL = env("LOCAL_LLM_URL", default="http://127.0.0.1:8081/v1")
 # The OpenAI provider that `bootstrap --openai` registers (inference/openai_setup.py).
 OPENAI_BASE_URL = env("OPENAI_BASE_URL", default="https://api.openai.com/v1")
+# Providers are where the gateway sends provider keys (inference/models/providers.py): their
+# "API key variable" must match this pattern, and their base URL must be https unless its
+# host is listed here (the local LLM's host always is).
+GATEWAY_PROVIDER_KEY_ENV_PATTERN = env("GATEWAY_PROVIDER_KEY_ENV_PATTERN", default=r"^[A-Z][A-Z0-9_]*_API_KEY$")
+GATEWAY_PROVIDER_HTTP_HOSTS = [
+    *env.list("GATEWAY_PROVIDER_HTTP_HOSTS", default=["127.0.0.1", "localhost", "::1"]),
+    urlparse(LOCAL_LLM_URL).hostname,
+]
 
 # Experiments: threads per process that run shadow copies and guardrail checks off the
 # request path, and how many may wait before new shadow copies are dropped rather than slow
@@ -309,8 +395,12 @@ GATEWAY_REQUEST_LOG_PRUNE_BATCH = env.int("GATEWAY_REQUEST_LOG_PRUNE_BATCH", def
 # refreshes the rollups first, at most once a minute.
 GATEWAY_REFRESH_ROLLUPS_ON_VIEW = env.bool("GATEWAY_REFRESH_ROLLUPS_ON_VIEW", default=CELERY_TASK_ALWAYS_EAGER)
 
-# Bearer token Prometheus must send to /metrics; empty leaves /metrics open (firewall it).
-GATEWAY_METRICS_TOKEN = env("GATEWAY_METRICS_TOKEN", default="")
+# Bearer token Prometheus must send to /metrics. Without one, /metrics is open on the embedded
+# default and answers 401 to everyone elsewhere (`check --deploy` warns).
+GATEWAY_METRICS_TOKEN = _secret("GATEWAY_METRICS_TOKEN")
+# Values read at scrape time (queue depth, budget use) are read again at most this often per
+# process, so frequent or concurrent scrapes do not each query the broker and the database.
+GATEWAY_METRICS_READ_EVERY_S = env.float("GATEWAY_METRICS_READ_EVERY_S", default=5.0)
 # Celery queues whose backlog /metrics reports as gateway_batch_queue_depth.
 GATEWAY_METRICS_CELERY_QUEUES = env.list("GATEWAY_METRICS_CELERY_QUEUES", default=["celery", "maintenance"])
 

@@ -102,19 +102,23 @@ class ExperimentAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{experiment}: {done}.")
 
-    @admin.action(description="Start (or resume) selected experiments")
+    @admin.action(description="Start (or resume) selected experiments", permissions=["change"])
     def start(self, request, queryset):
         self._each(request, queryset, services.experiment_start, "running")
 
-    @admin.action(description="Pause selected experiments (traffic goes back to production)")
+    @admin.action(description="Pause selected experiments (traffic goes back to production)", permissions=["change"])
     def pause(self, request, queryset):
         self._each(request, queryset, services.experiment_pause, "paused if it was running")
 
-    @admin.action(description="Stop selected experiments for good")
+    @admin.action(description="Stop selected experiments for good", permissions=["change"])
     def stop(self, request, queryset):
         self._each(request, queryset, services.experiment_stop, "stopped")
 
-    @admin.action(description="Promote the winner to production and stop")
+    def has_promote_permission(self, request, obj=None):
+        # The winner's version goes to production: that is a change to the versions too.
+        return self.has_change_permission(request, obj) and request.user.has_perm("inference.change_modelversion")
+
+    @admin.action(description="Promote the winner to production and stop", permissions=["promote"])
     def promote_winner(self, request, queryset):
         self._each(request, queryset, services.experiment_promote_winner, "winner promoted, experiment stopped")
 

@@ -1,6 +1,8 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Count
+from django.template.response import TemplateResponse
 from django.utils import formats, timezone
+from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html, format_html_join
 
 from gateway.keys.services import api_key_create, api_key_revoke
@@ -198,12 +200,26 @@ class APIKeyAdmin(admin.ModelAdmin):
         # The admin's log entry and redirect read the form's instance: make it the created row.
         obj.pk = key.pk
         obj.refresh_from_db()
-        messages.warning(
-            request,
-            f"The new API key is {full_key} — copy it now: it is shown this once and stored only as a hash.",
-        )
+        request._new_api_key = full_key  # for response_add, this request only
 
-    @admin.action(description="Revoke selected keys (permanent)")
+    def response_add(self, request, obj, post_url_continue=None):
+        """The new key's secret, on this response alone: never in a message (a cookie), never
+        stored, never cached; the page cannot be fetched again."""
+        full_key = getattr(request, "_new_api_key", None)
+        if full_key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Copy the new API key",
+            "key": obj,
+            "full_key": full_key,
+        }
+        response = TemplateResponse(request, "admin/gateway/apikey/new_key.html", context)
+        add_never_cache_headers(response)
+        return response
+
+    @admin.action(description="Revoke selected keys (permanent)", permissions=["change"])
     def revoke_keys(self, request, queryset):
         actor = audit.actor_of(request.user)
         revoked = sum(api_key_revoke(key=key, actor=actor) for key in queryset.filter(revoked_at__isnull=True))

@@ -22,6 +22,7 @@ class GatewayConfig(AppConfig):
     verbose_name = "Gateway: keys and request log"
 
     def ready(self):
+        from gateway import checks  # noqa: F401  (registers the deployment checks)
         from gateway.caching import snapshot
 
         for label in SNAPSHOT_MODELS:

@@ -1,3 +1,6 @@
+import logging
+import uuid
+
 from django.contrib import admin, messages
 from django.db import models, transaction
 
@@ -7,6 +10,8 @@ from inference.models import FallbackChain, FallbackStep, ModelVersion, Provider
 from inference.provider_calls import provider_models
 from inference.services import model_version_archive, model_version_promote, model_version_register
 from inference.tasks import train_classifier_run
+
+logger = logging.getLogger(__name__)
 
 
 class VersionHistoryInline(AuditEventInline):
@@ -38,7 +43,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         # An unpriced version is costed $0 with the row flagged: make it visible here.
         return obj.is_priced
 
-    @admin.action(description="Promote to production (the current one steps down to staging)")
+    @admin.action(description="Promote to production (the current one steps down to staging)", permissions=["change"])
     def promote(self, request, queryset):
         names = list(queryset.values_list("name", flat=True))
         if len(names) != len(set(names)):
@@ -48,7 +53,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
             model_version_promote(version=version, actor=audit.actor_of(request.user))
         self.message_user(request, f"Promoted {', '.join(str(v) for v in queryset)}.")
 
-    @admin.action(description="Archive (no longer served)")
+    @admin.action(description="Archive (no longer served)", permissions=["change"])
     def archive(self, request, queryset):
         for version in queryset:
             model_version_archive(version=version, actor=audit.actor_of(request.user))
@@ -75,22 +80,49 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
+    """A provider says where a provider key is sent: changing one, or calling it from here,
+    takes the `manage_provider` permission (superusers have it), not the usual ones."""
+
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "base_url", "api_key_env", "key_present", "timeout_s", "max_retries")
     search_fields = ("name", "base_url")
     actions = ["test_connection"]
 
+    def has_manage_permission(self, request, obj=None):
+        return request.user.has_perm("inference.manage_provider")
+
+    def has_add_permission(self, request):
+        return self.has_manage_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self.has_manage_permission(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.has_manage_permission(request)
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("inference.view_provider") or self.has_manage_permission(request)
+
     @admin.display(boolean=True, description="Key in environment")
     def key_present(self, obj):
-        return bool(obj.api_key()) if obj.api_key_env else None
+        if not obj.api_key_env or obj.trust_problems():
+            return None
+        return bool(obj.api_key())
 
-    @admin.action(description="Test connection (list the provider's models)")
+    @admin.action(description="Test connection (list the provider's models)", permissions=["manage"])
     def test_connection(self, request, queryset):
         for provider in queryset:
             try:
                 names = provider_models(provider)
             except Exception as exc:
-                self.message_user(request, f"{provider}: failed: {exc}", messages.ERROR)
+                # What the upstream said may echo the key or internal details: the log has it.
+                error_id = uuid.uuid4().hex[:12]
+                logger.warning("Test connection of provider %s failed (error %s)", provider, error_id, exc_info=True)
+                self.message_user(
+                    request,
+                    f"{provider}: failed ({exc.__class__.__name__}); details in the log under error {error_id}.",
+                    messages.ERROR,
+                )
             else:
                 self.message_user(request, f"{provider}: reachable; models: {', '.join(names) or 'none listed'}")
 

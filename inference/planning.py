@@ -34,7 +34,7 @@ def plan(
     experiment's variant for this unit (X-User-ID, else the key); else the first routing rule
     that matches; else production. Fallbacks follow an upstream primary."""
     name, _, pinned = model_ref.partition(":")
-    ctx.model_name = name
+    ctx.requested_model = model_ref
     if not ctx.api_key.allows_model(name):  # type: ignore[union-attr]  # plans are made for keyed calls only
         raise ModelNotAllowed(name)
     assigned = None

@@ -18,6 +18,7 @@ if settings.TORCH_THREADS:
 # version pk -> (updated_at when loaded, batcher); an edited version reloads on next use.
 _batchers: dict[int, tuple[object, MicroBatcher]] = {}
 _lock = threading.Lock()
+_loading: set[int] = set()  # version pks being loaded off the request path
 
 
 def batcher_for(version: ModelVersion) -> MicroBatcher:
@@ -43,8 +44,27 @@ def batcher_for(version: ModelVersion) -> MicroBatcher:
 
 
 def is_loaded(version: ModelVersion) -> bool:
-    entry = _batchers.get(version.pk)
-    return entry is not None and entry[0] == version.updated_at
+    """Whether this process holds the version, at any revision: an edited version is reloaded by
+    its next request, and readiness must not drop every node at once when an operator saves one."""
+    return version.pk in _batchers
+
+
+def load_in_background(version: ModelVersion) -> None:
+    """Start loading a version this process does not hold yet, so that a node whose readiness
+    waits on it becomes ready without traffic (a balancer sends none to an unready node)."""
+    if version.pk in _batchers or version.pk in _loading:
+        return
+    _loading.add(version.pk)
+
+    def load() -> None:
+        try:
+            batcher_for(version)
+        except Exception:
+            logger.exception("Could not load %s", version)
+        finally:
+            _loading.discard(version.pk)
+
+    threading.Thread(target=load, name=f"load-{version.pk}", daemon=True).start()
 
 
 def has_loaded_models() -> bool:

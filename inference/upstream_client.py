@@ -6,6 +6,7 @@ httpx transport collapses under hundreds of concurrent calls and its parsing cos
 
 import email.utils
 import json
+import logging
 import time
 
 import urllib3
@@ -13,7 +14,9 @@ from django.conf import settings
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from inference.models import Provider
+from inference.models.providers import ProviderNotTrusted
 
+logger = logging.getLogger(__name__)
 _http = urllib3.PoolManager(num_pools=32, maxsize=settings.UPSTREAM_POOL_SIZE, block=False, retries=False)
 
 
@@ -45,7 +48,11 @@ class UpstreamRejected(Exception):
 def post(provider: Provider, path: str, body: bytes, *, stream: bool = False) -> urllib3.BaseHTTPResponse:
     """One attempt. Returns a 2xx response (unread when streaming); raises otherwise."""
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream" if stream else "application/json"}
-    if api_key := provider.api_key():
+    try:
+        api_key = provider.api_key()
+    except ProviderNotTrusted as exc:
+        raise UpstreamError(str(exc), status=403) from exc  # the same on every attempt: not retried
+    if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     try:
         response = _http.request(
@@ -111,10 +118,15 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _error_message(response) -> str:
+    """The error message an OpenAI-compatible API addresses to its client; a 400's reaches the
+    caller. Any other body (an HTML error page, a proxy's) is only logged."""
     data = response.data
     response.release_conn()
     try:
         message = json.loads(data)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = None
-    return message or data[:200].decode(errors="replace")
+    if isinstance(message, str) and message:
+        return message[:500]
+    logger.warning("Upstream answered %s without an error message: %r", response.status, data[:500])
+    return f"no error message (HTTP {response.status})"

@@ -51,6 +51,8 @@ class HourlyRollup(Rollup):
     whole, so a rebuild is idempotent); the dashboards never scan the request log itself."""
 
     class Meta:
+        # The dashboards read the rollups: who may open them is said here.
+        permissions = [("view_dashboards", "Can view the usage and cost dashboards")]
         indexes = [
             models.Index(fields=["start"], name="hourlyrollup_start"),
             models.Index(fields=["key_prefix", "start"], name="hourlyrollup_key_start"),

@@ -87,6 +87,7 @@ _COLUMNS = (
     "method",
     "endpoint",
     "model_name",
+    "requested_model",
     "model_version_id",
     "version",
     "status_code",
@@ -114,6 +115,8 @@ _COLUMNS = (
     "unit",
     "client_ip",
     "input_text",
+    "served_stale",
+    "filtered",
 )
 
 
@@ -229,15 +232,15 @@ class _Plan:
         status, error_type = _OUTCOMES[outcome][:2] if outcome < len(_OUTCOMES) else (200, "")
         api_key_id: int | None
         routed: ModelVersion | None  # None: refused before routing
-        api_key_id, model_name, routed = key.pk, version.name, version
+        api_key_id, model_name, requested, routed = key.pk, version.name, version.name, version
         if status == 401:
-            api_key_id, model_name, routed = None, "", None
+            api_key_id, model_name, requested, routed = None, "", "", None
         elif status == 400:
-            model_name, routed = "", None
+            model_name, requested, routed = "", "", None
         elif status == 404:
-            model_name, routed = rng.choice(["gpt-4o", "sentiment-v3", "claude"]), None
+            model_name, requested, routed = "", rng.choice(["gpt-4o", "sentiment-v3", "claude"]), None
         elif status == 403:
-            routed = None
+            model_name, routed = "", None
         tokens = max(1, int(rng.lognormvariate(0, 0.5) * profile.tokens)) if status in (200, 500) else 0
         output_tokens = int(rng.lognormvariate(0, 0.6) * profile.output_tokens) if status == 200 else 0
         cache_hit = status == 200 and rng.random() < _CACHE_HIT_SHARE
@@ -260,6 +263,7 @@ class _Plan:
             "POST",
             rng.choice(profile.paths),
             model_name,
+            requested,
             routed.pk if routed else None,
             routed.version if routed else "",
             status,
@@ -287,6 +291,8 @@ class _Plan:
             "",
             f"10.20.{key_index // 250}.{key_index % 250 + 1}",
             "",
+            False,
+            {},
         )
 
     def _latency(self, version: ModelVersion, status: int, cache_hit: bool, profile: _TaskProfile) -> float:
@@ -314,10 +320,10 @@ def _cost(version: ModelVersion, input_tokens: int, output_tokens: int) -> Decim
 def _copy_rows(rows: list[tuple]) -> None:
     columns = ", ".join(_COLUMNS)
     sql = f"COPY {RequestLog._meta.db_table} ({columns}) FROM STDIN"
-    route = _COLUMNS.index("route")
+    json_columns = {_COLUMNS.index("route"), _COLUMNS.index("filtered")}
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:
-            copy.write_row((*row[:route], Jsonb(row[route]), *row[route + 1 :]))
+            copy.write_row(tuple(Jsonb(value) if i in json_columns else value for i, value in enumerate(row)))
 
 
 def _bulk_create_rows(rows: list[tuple]) -> None:

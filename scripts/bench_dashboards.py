@@ -52,7 +52,7 @@ def _renderer(url: str, rows: int, pipe) -> None:
     """Child process: seed one database, then time the dashboard paths the parent sends."""
     _create_database(url)
     os.environ["DATABASE_URL"] = url
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     import django
 
     django.setup()

@@ -6,6 +6,7 @@ from decimal import Decimal
 from html.parser import HTMLParser
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db.models import Count, Sum
 from django.http import QueryDict
 from django.test import override_settings
@@ -54,6 +55,14 @@ class _Tables(HTMLParser):
     def handle_data(self, data):
         if self._cell is not None:
             self._cell.append(data)
+
+
+@pytest.fixture
+def staff_user(db):
+    """An operator allowed to open the dashboards (staff alone is not enough)."""
+    user = StaffUserFactory()
+    user.user_permissions.add(Permission.objects.get(codename="view_dashboards"))
+    return user
 
 
 @pytest.fixture
@@ -162,6 +171,22 @@ def test_csv_export_of_every_table_matches_the_page(staff_client, history, path)
         exported = list(csv.reader(io.StringIO(response.content.decode())))
         shown = [row for row in rows if not (len(row) == 1 and row[0].startswith("Nothing logged"))]
         assert exported == shown, table_id
+
+
+def test_csv_export_escapes_cells_a_spreadsheet_would_run_as_formulas(staff_client, db):
+    names = ["=cmd|' /C calc'!A0", "+SUM(A1)", "-2+3", "@SUM(A1)", "\tTAB", "plain"]
+    for name in names:
+        key = APIKeyFactory(team=TeamFactory(name=name))
+        RequestLogFactory(api_key=key, key_prefix=key.prefix, team=key.team, cost_usd=Decimal("0.5"))
+    rollups.refresh()
+
+    response = staff_client.get("/admin/dashboards/cost/?period=7d&export=teams")
+
+    exported = list(csv.reader(io.StringIO(response.content.decode())))
+    teams = {row[0] for row in exported[1:]}
+    assert teams >= {"'=cmd|' /C calc'!A0", "'+SUM(A1)", "'-2+3", "'@SUM(A1)", "'\tTAB", "plain"}
+    # Numbers stay numbers, negative ones included.
+    assert all(cell.lstrip("-").replace(".", "", 1).isdigit() for row in exported[1:] for cell in row[1:] if cell)
 
 
 def test_filters_in_the_url_narrow_every_table(staff_client, history):

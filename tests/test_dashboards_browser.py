@@ -8,6 +8,7 @@ import os
 import shutil
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db.models import Count
 
 from gateway.models import RequestLog
@@ -84,6 +85,7 @@ def operator(default_models):
     where Playwright's event loop runs."""
     seed_request_logs(rows=3000, days=20, keys=8, seed=1)
     user = StaffUserFactory()
+    user.user_permissions.add(Permission.objects.get(codename="view_dashboards"))
     user.busiest_model = (
         RequestLog.objects.exclude(model_version=None)
         .values_list("model_name", flat=True)

@@ -2,6 +2,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -9,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -22,6 +23,20 @@ from tests.factories import APIKeyFactory, ChatVersionFactory, RequestLogFactory
 from tests.servers import ROOT, gunicorn, http, served_database_url
 
 _REQUEST_LABELS = ("endpoint", "model", "version", "variant", "status")
+TOKEN = "scrape-secret"
+
+
+@pytest.fixture(autouse=True)
+def _metrics_token(settings):
+    """A deployment's /metrics: behind its token, and read afresh on every scrape in tests."""
+    settings.GATEWAY_METRICS_TOKEN = TOKEN
+    settings.GATEWAY_METRICS_READ_EVERY_S = 0
+
+
+def _scrape(client):
+    response = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert response.status_code == 200
+    return response.content.decode()
 
 
 def _families(text: str) -> dict:
@@ -58,7 +73,7 @@ def test_metrics_count_each_outcome_with_bounded_labels(authed, api_key, client)
     assert _count(*version, "200") - before["ok"] == 2
     assert _count("predict", "", "", "400") - before["invalid"] == 1  # refused before routing: no model
     assert _count("predict", "", "", "404") - before["unknown_model"] == 1
-    body = client.get("/metrics").content.decode()
+    body = _scrape(client)
     families = _families(body)  # parses: valid exposition
     assert "ghost-model-typed-by-a-client" not in body
     assert api_key.prefix not in body and api_key.plaintext not in body
@@ -71,11 +86,29 @@ def test_metrics_count_each_outcome_with_bounded_labels(authed, api_key, client)
     assert "django_http_requests_total_by_method" in families  # django-prometheus's own
 
 
-def test_metrics_need_the_bearer_token_when_one_is_set(client, db):
-    with override_settings(GATEWAY_METRICS_TOKEN="scrape-secret"):
-        assert client.get("/metrics").status_code == 401
-        assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
-        assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret").status_code == 200
+def test_metrics_need_the_bearer_token(client, db):
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}x").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+
+
+def test_a_non_ascii_bearer_is_refused_not_an_error(client, db):
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-secrét").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer ключ").status_code == 401
+
+
+def test_without_a_token_metrics_are_open_only_on_the_embedded_default(client, db, settings):
+    settings.GATEWAY_METRICS_TOKEN = ""
+
+    settings.GATEWAY_EMBEDDED = False
+    deployed = client.get("/metrics", HTTP_AUTHORIZATION="Bearer anything")
+    settings.GATEWAY_EMBEDDED = True
+    embedded = client.get("/metrics")
+
+    assert deployed.status_code == 401
+    assert "GATEWAY_METRICS_TOKEN" in deployed.content.decode()
+    assert embedded.status_code == 200
 
 
 def test_queue_backlog_and_rollup_age_are_read_at_scrape_time(client, db):
@@ -83,7 +116,7 @@ def test_queue_backlog_and_rollup_age_are_read_at_scrape_time(client, db):
     rollups.refresh()
     refresh_rollups.apply_async()  # no worker consumes the maintenance queue in this test
 
-    families = _families(client.get("/metrics").content.decode())
+    families = _families(_scrape(client))
 
     depths = {s.labels["queue"]: s.value for s in families["gateway_batch_queue_depth"].samples}
     assert depths["maintenance"] == 1
@@ -108,6 +141,7 @@ def test_metrics_of_two_worker_processes_match_the_request_log(default_models, t
         "TORCH_THREADS": "1",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "GATEWAY_ACCESS_LOG": "false",
+        "GATEWAY_METRICS_TOKEN": TOKEN,
     }
     requests = [
         ("/api/v1/predict", {"text": "I loved it"}, {"X-API-Key": key.plaintext}),
@@ -125,8 +159,10 @@ def test_metrics_of_two_worker_processes_match_the_request_log(default_models, t
                 if len(_worker_pids(metrics_dir)) >= 2:
                     break
         scrapes = [_families(_get(base + "/metrics")) for _ in range(4)]
+        unauthorized = _status_without_token(base + "/metrics")
 
     assert len(_worker_pids(metrics_dir)) == 2
+    assert unauthorized == 401
     assert RequestLog.objects.count() == sent
     logged = Counter(
         (_route(row.endpoint), row.model_name if row.model_version_id else "", str(row.status_code))
@@ -147,9 +183,18 @@ def _route(path: str) -> str:
 
 
 def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=30) as response:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
         assert response.headers["Content-Type"].startswith("text/plain")
         return response.read().decode()
+
+
+def _status_without_token(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
 
 
 def _worker_pids(directory) -> set[str]:
@@ -226,14 +271,33 @@ def test_time_waiting_on_the_upstream_is_not_counted_as_gateway_overhead(authed,
     assert _sample(slow_overhead, endpoint="openai-chat", le="0.2") - before == 1  # under 200 ms
 
 
-def test_budget_use_of_keys_and_teams_is_read_at_scrape_time(client, db):
+def test_budget_use_of_keys_and_teams_is_read_at_scrape_time_labelled_by_id(client, db):
     team = TeamFactory(name="search", budget_usd=Decimal("10"))
-    key = APIKeyFactory(team=team, budget_usd=Decimal("4"))
+    key = APIKeyFactory(name="=HYPERLINK(evil)", team=team, budget_usd=Decimal("4"))
     APIKeyFactory()  # no budget: no series
     RequestLogFactory(api_key=key, key_prefix=key.prefix, team=team, cost_usd=Decimal("1"))
 
-    families = _families(client.get("/metrics").content.decode())
+    body = _scrape(client)
 
-    used = {(s.labels["scope"], s.labels["name"]): s.value for s in families["gateway_budget_used_ratio"].samples}
-    assert used[("key", key.prefix)] == pytest.approx(0.25)
-    assert used[("team", "search")] == pytest.approx(0.1)
+    used = {(s.labels["scope"], s.labels["id"]): s.value for s in _families(body)["gateway_budget_used_ratio"].samples}
+    assert used[("key", str(key.pk))] == pytest.approx(0.25)
+    assert used[("team", str(team.pk))] == pytest.approx(0.1)
+    # Nothing a caller or a key's holder chose: no prefix, no names.
+    assert key.prefix not in body and "HYPERLINK" not in body and 'id="search"' not in body
+
+
+def test_scrape_time_reads_cost_a_bounded_number_of_queries_and_are_reused_briefly(client, db, settings):
+    team = TeamFactory(budget_usd=Decimal("10"))
+    for _ in range(12):
+        APIKeyFactory(team=team, budget_usd=Decimal("4"))
+    settings.GATEWAY_METRICS_READ_EVERY_S = 60
+
+    with CaptureQueriesContext(connection) as first:
+        _scrape(client)
+    with CaptureQueriesContext(connection) as second:
+        _scrape(client)
+
+    # Keys, teams, one GROUP BY per kind of owner without a live counter, the rollups' age:
+    # however many owners have a budget.
+    assert len(first.captured_queries) <= 5, [q["sql"] for q in first.captured_queries]
+    assert len(second.captured_queries) == 0  # read a moment ago: exposed as read

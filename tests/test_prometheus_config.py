@@ -9,6 +9,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.metrics import families
 from tests.servers import ROOT
+from tests.test_deployment import COMPOSE_SECRETS
 
 PROMETHEUS = ROOT / "prometheus"
 PROMTOOL = os.environ.get("PROMTOOL") or shutil.which("promtool")
@@ -33,8 +34,15 @@ def _promtool(*args: str) -> subprocess.CompletedProcess:
 
 
 @needs_promtool
-def test_prometheus_config_and_its_rules_are_valid():
-    result = _promtool("check", "config", str(PROMETHEUS / "prometheus.yml"))
+def test_prometheus_config_and_its_rules_are_valid(tmp_path):
+    # promtool wants the token file to exist: the deployment's is a compose secret.
+    token = tmp_path / "metrics_token"
+    token.write_text("scrape-secret\n")
+    config = (PROMETHEUS / "prometheus.yml").read_text().replace("/run/secrets/metrics_token", str(token))
+    (tmp_path / "prometheus.yml").write_text(config)
+    shutil.copy(PROMETHEUS / "alerts.yml", tmp_path / "alerts.yml")
+
+    result = _promtool("check", "config", str(tmp_path / "prometheus.yml"))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "12 rules found" in result.stdout
@@ -76,11 +84,12 @@ def test_every_alert_is_complete_and_watches_a_metric_the_gateway_exposes():
         assert watched <= exposed, (rule["alert"], watched - exposed)
 
 
-def test_prometheus_scrapes_the_gateway_metrics_path():
+def test_prometheus_scrapes_the_gateway_metrics_path_with_the_token_from_a_file():
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
 
     (job,) = config["scrape_configs"]
     assert job["metrics_path"] == "/metrics"
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": "/run/secrets/metrics_token"}
     assert config["rule_files"] == ["alerts.yml"]
 
 
@@ -89,7 +98,7 @@ def test_docker_compose_runs_prometheus_on_these_files_and_the_maintenance_worke
     result = subprocess.run(
         ["docker-compose", "config"],
         cwd=ROOT,
-        env={**os.environ, "SECRET_KEY": "validation-only"},
+        env={**os.environ, **COMPOSE_SECRETS},
         capture_output=True,
         text=True,
     )
@@ -105,3 +114,6 @@ def test_docker_compose_runs_prometheus_on_these_files_and_the_maintenance_worke
     assert "web" in services["web"]["environment"]["ALLOWED_HOSTS"].split(",")  # Prometheus's Host header
     assert "maintenance" in services["maintenance"]["command"]
     assert services["beat"]["command"][:4] == ["celery", "-A", "config", "beat"]  # the one scheduler
+    # Prometheus reads the token the gateway checks: one compose secret for both.
+    assert services["web"]["environment"]["GATEWAY_METRICS_TOKEN_FILE"] == "/run/secrets/metrics_token"
+    assert [s if isinstance(s, str) else s["source"] for s in services["prometheus"]["secrets"]] == ["metrics_token"]

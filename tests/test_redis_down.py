@@ -16,8 +16,9 @@ PREDICT = "/api/v1/predict"
 
 @pytest.fixture
 def redis_refused():
-    """The default cache pointed at a port nobody listens on."""
-    caches = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
+    """Every cache (counters, responses) pointed at a port nobody listens on."""
+    refused = f"redis://127.0.0.1:{free_port()}/0"
+    caches = {alias: {**config, "LOCATION": refused} for alias, config in settings.CACHES.items()}
     if caches["default"]["BACKEND"] != "django_redis.cache.RedisCache":
         pytest.skip("needs REDIS_URL (make test)")
     with override_settings(CACHES=caches):

@@ -71,11 +71,24 @@ def test_400_is_logged_with_its_error_type(authed, api_key):
     assert row.api_key == api_key
 
 
-def test_404_for_unknown_model_is_logged_with_the_requested_name(authed):
+def test_404_for_unknown_model_is_logged_with_the_requested_name_apart(authed):
     row = _only_row(authed.post("/api/v1/predict", {"text": "x", "model": "ghost"}, format="json"))
 
     assert row.error_type == "model_not_found"
-    assert row.model_name == "ghost"
+    assert row.requested_model == "ghost"
+    assert row.model_name == ""  # nothing resolved: the model column never holds client input
+
+
+def test_a_long_requested_name_is_truncated_and_the_resolved_name_kept(authed):
+    long_name = "=HYPERLINK(" + "x" * 140  # within the API's 160, over the log's 100
+    missing = _only_row(authed.post("/api/v1/predict", {"text": "x", "model": long_name}, format="json"))
+    RequestLog.objects.all().delete()
+    pinned = _only_row(
+        authed.post("/api/v1/predict", {"text": "x", "model": "sentiment:zero-shot-minilm-v1"}, format="json")
+    )
+
+    assert missing.requested_model == long_name[:100]
+    assert (pinned.model_name, pinned.requested_model) == ("sentiment", "sentiment:zero-shot-minilm-v1")
 
 
 def test_each_request_gets_its_own_row(authed):

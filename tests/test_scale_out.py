@@ -82,10 +82,9 @@ def _nodes_hold_the_current_versions(cluster, default_models):
 
 
 def _load_versions(cluster: Cluster) -> None:
-    """Each node loads the production versions as they are now, on a request sent to it directly,
-    then the balancer has both back. /ready answers 503 while a node lacks one of them, and a
-    version created or edited after a node started is loaded by the node's next request: one
-    the balancer does not send to a node it has taken out (see the xfail test below)."""
+    """Each node loads the production versions created for the test, on a request sent to it
+    directly, so the balancer has both back before the test starts (/ready answers 503 while a
+    node has yet to load one)."""
     warm = APIKeyFactory()
     for name, node in cluster.nodes.items():  # a text of its own each: a cached answer loads nothing
         assert _post(node.url, "/api/v1/predict", {"text": f"warm up {name}"}, warm).status == 200
@@ -196,12 +195,6 @@ def test_sticky_experiment_assignment_is_the_same_on_both_nodes(cluster):
     assert set(expected.values()) == {"control", "treatment"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/ready answers 503 until the node has loaded every production version as it is now, and "
-    "a version edited after the node started is loaded only by a request, which the balancer no "
-    "longer sends: every node stays out",
-)
 def test_editing_a_production_version_keeps_both_nodes_in_the_balancer(cluster):
     sentiment_priced_per_request("0.02")
     time.sleep(1)  # three health checks

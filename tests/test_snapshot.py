@@ -76,7 +76,9 @@ def test_nothing_is_kept_past_the_maximum_age(django_assert_num_queries):
 
 
 def test_an_unreachable_cache_reads_the_database(authed, settings, django_assert_num_queries):
-    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:9/0"}}
+    settings.CACHES = {
+        alias: {**config, "LOCATION": "redis://127.0.0.1:9/0"} for alias, config in settings.CACHES.items()
+    }
 
     answers = [_predict(authed) for _ in range(2)]
 

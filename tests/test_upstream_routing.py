@@ -122,7 +122,7 @@ def test_auto_routes_by_rules_and_logs_the_choice(authed, routed, standin, text,
     row = RequestLog.objects.get()
     assert row.model_version == routed[target]
     assert row.routing_rule == rule
-    assert row.model_name == "auto"
+    assert (row.model_name, row.requested_model) == (routed[target].name, "auto")
 
 
 def test_models_lists_what_the_key_may_call(client, routed, default_models):

@@ -17,7 +17,10 @@ def health(request):
 
 @require_GET
 def ready(request):
-    """Readiness: database and every production model usable in this process.
+    """Readiness: database and every production model loaded in this process (at any revision;
+    an edited version reloads on its next request). A production version the process does not
+    hold yet starts loading here, so a newly promoted version takes each node out of its
+    balancer only for its load time, not until traffic that the balancer no longer sends.
 
     The cache is reported but not required: without Redis the gateway still serves (limits
     follow their fail-open/closed settings, the response cache is skipped), and a probe that
@@ -26,6 +29,9 @@ def ready(request):
     checks = {"database": _check_database(), "cache": _check_cache()}
     versions = pool.serving_versions() if checks["database"] == "ok" else []
     checks["models"] = {str(v): "loaded" if pool.is_loaded(v) else "not loaded" for v in versions}
+    for version in versions:
+        if not pool.is_loaded(version):
+            pool.load_in_background(version)
     ok = checks["database"] == "ok" and all(state == "loaded" for state in checks["models"].values())
     return JsonResponse({"status": "ready" if ok else "not ready", "checks": checks}, status=200 if ok else 503)
 

@@ -10,6 +10,9 @@ temperature > 0 are not cached unless the version says so. A client's `Cache-Con
 no-cache` skips the lookup (the fresh answer is stored, no stale one is served), `no-store`
 skips storing. When Redis is down the cache is skipped.
 
+Entries live in the "responses" cache (settings.CACHES: a Redis of its own in production,
+which may evict them) and are stored as JSON, so answers must be JSON values.
+
 The chat endpoint uses it like the local ones:
 
     entry = response_cache.entry(ctx, version, task=..., inputs=messages, params={...},
@@ -17,11 +20,12 @@ The chat endpoint uses it like the local ones:
     answer = entry.lookup()          # None on a miss; on a hit ctx.cache_hit and cost_saved_usd are set
     if answer is None:
         answer = ...                 # run the model; ctx.cost_usd set
-        entry.store(answer)          # anything picklable
+        entry.store(answer)          # a JSON value
 """
 
 import hashlib
 import json
+import logging
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -29,10 +33,12 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 
 from gateway.limits import counters
 from gateway.record.context import RequestContext
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,9 +55,12 @@ class Entry:
         if self.key is None or not self.may_read:
             return None
         try:
-            cached = cache.get(self.key)
+            cached = caches["responses"].get(self.key)
         except counters.REDIS_ERRORS as exc:
             counters.store_down("response cache", exc, fail_open=True)
+            return None
+        except ValueError:  # not JSON (an entry pickled by an earlier release): a miss, overwritten
+            logger.warning("Unreadable response cache entry %s: treated as a miss", self.key)
             return None
         if cached is None:
             return None
@@ -76,7 +85,7 @@ class Entry:
         value = {"answer": answer, "cost_usd": str(self.ctx.cost_usd), "stored_at": time.time()}
         try:
             # Kept in Redis for the stale window too; lookup() tells fresh from stale.
-            cache.set(self.key, value, self.ttl_s + self.stale_s)
+            caches["responses"].set(self.key, value, self.ttl_s + self.stale_s)
         except counters.REDIS_ERRORS as exc:
             counters.store_down("response cache", exc, fail_open=True)
 

@@ -6,12 +6,19 @@ directory (tests, a single process) the process's own registry is exposed.
 
 Some values are read when scraped rather than counted as they happen: the queue backlogs
 in the Celery broker, the age of the dashboards' rollups, and budget use per budgeted key and
-team. Add more to SCRAPE_TIME_READERS.
+team. Each reader runs at most once per GATEWAY_METRICS_READ_EVERY_S in a process (scrapes in
+between expose what it last read), with a bounded number of queries. Add more to
+SCRAPE_TIME_READERS.
+
+/metrics needs `Authorization: Bearer <GATEWAY_METRICS_TOKEN>`; with no token configured it is
+open on the embedded default only, and answers 401 elsewhere.
 """
 
 import hmac
 import logging
 import os
+import threading
+import time
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -50,32 +57,61 @@ def _read_rollup_lag() -> None:
 
 def _read_budget_use() -> None:
     """Spend over budget for every key and team with a budget, from the live budget counters
-    (Redis; rebuilt from the log when missing): one gauge per budgeted owner, no more."""
+    (Redis; rebuilt from the log when missing): one gauge per budgeted owner, labelled by id
+    (a key's name and a team's name are free text), read together (budgets.spent_this_period_of)."""
     from gateway.limits import budgets
     from gateway.models import APIKey, Team
 
-    owners: list[tuple[str, str, APIKey | Team]] = [
-        *(("key", key.prefix, key) for key in APIKey.objects.filter(budget_usd__gt=0, revoked_at__isnull=True)),
-        *(("team", team.name, team) for team in Team.objects.filter(budget_usd__gt=0)),
+    owners: list[APIKey | Team] = [
+        *APIKey.objects.filter(budget_usd__gt=0, revoked_at__isnull=True),
+        *Team.objects.filter(budget_usd__gt=0),
     ]
-    for scope, name, owner in owners:
-        used = budgets.spent_this_period(owner) / owner.budget_usd  # type: ignore[operator]  # filtered on budget_usd > 0
-        families.BUDGET_USED_RATIO.labels(scope, name).set(float(used))
+    for owner, spent in zip(owners, budgets.spent_this_period_of(owners), strict=True):
+        scope = "team" if isinstance(owner, Team) else "key"
+        used = spent / owner.budget_usd  # type: ignore[operator]  # filtered on budget_usd > 0
+        families.BUDGET_USED_RATIO.labels(scope, str(owner.pk)).set(float(used))
 
 
 SCRAPE_TIME_READERS = [_read_queue_depths, _read_rollup_lag, _read_budget_use]
+_last_read: dict[str, float] = {}
+_read_lock = threading.Lock()
+
+
+def _read_scrape_time_values() -> None:
+    """Run each reader that has not run in this process for GATEWAY_METRICS_READ_EVERY_S; one
+    scrape at a time reads, the others expose what was last read."""
+    if not _read_lock.acquire(blocking=False):
+        return
+    try:
+        for read in SCRAPE_TIME_READERS:
+            now = time.monotonic()
+            if now - _last_read.get(read.__name__, -float("inf")) < settings.GATEWAY_METRICS_READ_EVERY_S:
+                continue
+            _last_read[read.__name__] = now
+            try:
+                read()
+            except Exception:  # a broker or database outage must not take the other metrics down
+                logger.exception("Could not read %s for /metrics", read.__name__)
+    finally:
+        _read_lock.release()
+
+
+def _authorized(request) -> bool:
+    token = settings.GATEWAY_METRICS_TOKEN
+    if not token:
+        return settings.GATEWAY_EMBEDDED
+    # Bytes: compare_digest refuses str with non-ASCII characters, which a client may send.
+    sent = request.headers.get("Authorization", "").encode()
+    return hmac.compare_digest(sent, f"Bearer {token}".encode())
 
 
 @require_GET
 def metrics_view(request):
-    token = settings.GATEWAY_METRICS_TOKEN
-    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
-        return HttpResponse("A bearer token is required for /metrics.\n", status=401, content_type="text/plain")
-    for read in SCRAPE_TIME_READERS:
-        try:
-            read()
-        except Exception:  # a broker or database outage must not take the other metrics down
-            logger.exception("Could not read %s for /metrics", read.__name__)
+    if not _authorized(request):
+        return HttpResponse(
+            "A bearer token is required for /metrics (GATEWAY_METRICS_TOKEN).\n", status=401, content_type="text/plain"
+        )
+    _read_scrape_time_values()
     return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
 
 

@@ -1,8 +1,9 @@
 """The gateway's Prometheus metrics, all defined here so names and labels stay consistent.
 
-Labels are bounded: route names (not raw paths), model names and versions only once the
-registry resolved them (a requested name that does not exist is client input), status codes,
-error types from gateway/api/errors.py. Never a key secret or request text; a key prefix at most.
+Labels are bounded and never chosen by a caller: route names (not raw paths), model names and
+versions only once the registry resolved them (a requested name is client input), status
+codes, error types from gateway/api/errors.py, ids. Never a key secret, a key prefix, a key's
+or team's name, or request text.
 
 Under gunicorn every worker writes its samples to PROMETHEUS_MULTIPROC_DIR (set and cleaned by
 gunicorn.conf.py) and /metrics sums them (gateway/metrics/export.py).
@@ -72,8 +73,8 @@ BREAKER_OPEN = Gauge(
 )
 BUDGET_USED_RATIO = Gauge(
     "gateway_budget_used_ratio",
-    "Spend in the current budget period over the budget (1 = cap reached), per key prefix or team.",
-    ["scope", "name"],
+    "Spend in the current budget period over the budget (1 = cap reached), per key or team id.",
+    ["scope", "id"],
     multiprocess_mode="mostrecent",
 )
 BATCH_QUEUE_DEPTH = Gauge(

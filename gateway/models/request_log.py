@@ -17,7 +17,10 @@ class RequestLog(models.Model):
     key_prefix = models.CharField(max_length=crypto.PREFIX_LENGTH, blank=True)
     method = models.CharField(max_length=8)
     endpoint = models.CharField(max_length=200)
+    # The model that answered (the version's name), so grouping by it counts real models; what
+    # the client asked for is client input, kept apart and truncated.
     model_name = models.CharField(max_length=100, blank=True)
+    requested_model = models.CharField(max_length=100, blank=True)
     model_version = models.ForeignKey(
         "inference.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -21,7 +21,8 @@ class RequestContext:
     api_key: "APIKey | None" = None
     key_prefix: str = ""
     model_version: "ModelVersion | None" = None
-    model_name: str = ""
+    model_name: str = ""  # the resolved version's name
+    requested_model: str = ""  # as the client sent it (client input: never a metric label)
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: Decimal = Decimal("0")
@@ -59,4 +60,4 @@ class RequestContext:
 
     def set_version(self, version) -> None:
         self.model_version = version
-        self.model_name = self.model_name or version.name
+        self.model_name = version.name

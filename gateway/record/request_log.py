@@ -96,6 +96,7 @@ def log_row(
         method=method,
         endpoint=endpoint[:200],
         model_name=ctx.model_name,
+        requested_model=ctx.requested_model[:100],
         model_version=version,
         version=version.version if version else "",
         status_code=status_code,

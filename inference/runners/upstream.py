@@ -5,6 +5,7 @@ The pipeline calls `check`, `cache_key`, `estimate`, `serve`, `to_cache` and `fr
 (inference/runners/local.py has the same six), and `open_stream` and `relay` for a stream.
 """
 
+import base64
 import itertools
 import json
 import logging
@@ -46,12 +47,13 @@ def cache_key(texts: list[str], body: dict) -> dict:
     }
 
 
-def to_cache(answer: bytes) -> bytes:
-    return answer
+def to_cache(answer: bytes) -> str:
+    # The cache holds JSON: the body as it came, byte for byte, in base64.
+    return base64.b64encode(answer).decode("ascii")
 
 
-def from_cache(entry: bytes) -> bytes:
-    return entry
+def from_cache(entry: str) -> bytes:
+    return base64.b64decode(entry)
 
 
 def serve(ctx: RequestContext, versions: list[ModelVersion], texts: list[str], body: dict) -> bytes:
