@@ -247,9 +247,11 @@ EXPERIMENT_GUARDRAIL_INTERVAL_S = env.float("EXPERIMENT_GUARDRAIL_INTERVAL_S", d
 # C / W for W web workers on C cores unless this is set.
 TORCH_THREADS = env.int("TORCH_THREADS", default=0)
 # Rate limits for keys whose key and team set none; 0 means no limit (gateway/limits/rate_limits.py).
+# 100 requests a minute is the original service's limit; the tokens default is explained in
+# docs/decisions/0044-limits-by-default.md.
 GATEWAY_DEFAULT_LIMITS = {
-    "requests_per_minute": env.int("GATEWAY_DEFAULT_REQUESTS_PER_MINUTE", default=0),
-    "tokens_per_minute": env.int("GATEWAY_DEFAULT_TOKENS_PER_MINUTE", default=0),
+    "requests_per_minute": env.int("GATEWAY_DEFAULT_REQUESTS_PER_MINUTE", default=100),
+    "tokens_per_minute": env.int("GATEWAY_DEFAULT_TOKENS_PER_MINUTE", default=100_000),
 }
 # When Redis cannot be reached: serve without the check (open) or refuse with 503 (closed).
 # Open by default: an outage of the counter store should not take the gateway down, and spend
@@ -311,3 +313,27 @@ GATEWAY_REFRESH_ROLLUPS_ON_VIEW = env.bool("GATEWAY_REFRESH_ROLLUPS_ON_VIEW", de
 GATEWAY_METRICS_TOKEN = env("GATEWAY_METRICS_TOKEN", default="")
 # Celery queues whose backlog /metrics reports as gateway_batch_queue_depth.
 GATEWAY_METRICS_CELERY_QUEUES = env.list("GATEWAY_METRICS_CELERY_QUEUES", default=["celery", "maintenance"])
+
+# Abuse limits (issue 14; README "Limits by default", docs/decisions/0044-0046). 0 turns a limit off.
+# Requests a key may have in flight at once, unless its key or team sets its own.
+GATEWAY_DEFAULT_LIMITS["max_in_flight"] = env.int("GATEWAY_DEFAULT_MAX_IN_FLIGHT", default=64)
+# Per client address, before any database work: failed authentications, and all API requests.
+GATEWAY_AUTH_FAILURES_PER_MINUTE_PER_ADDRESS = env.int("GATEWAY_AUTH_FAILURES_PER_MINUTE_PER_ADDRESS", default=60)
+GATEWAY_REQUESTS_PER_MINUTE_PER_ADDRESS = env.int("GATEWAY_REQUESTS_PER_MINUTE_PER_ADDRESS", default=6000)
+# With GATEWAY_TRUST_X_FORWARDED_FOR, X-Forwarded-For is read only from senders in these networks.
+GATEWAY_TRUSTED_PROXIES = env.list(
+    "GATEWAY_TRUSTED_PROXIES",
+    default=["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+)
+# Total time for one upstream call (attempts, retries and fallbacks) and for one stream.
+GATEWAY_UPSTREAM_DEADLINE_S = env.float("GATEWAY_UPSTREAM_DEADLINE_S", default=120.0)
+GATEWAY_STREAM_DEADLINE_S = env.float("GATEWAY_STREAM_DEADLINE_S", default=300.0)
+# Chat request bounds: messages per request, characters per message.
+GATEWAY_CHAT_MAX_MESSAGES = env.int("GATEWAY_CHAT_MAX_MESSAGES", default=256)
+GATEWAY_CHAT_MAX_MESSAGE_CHARS = env.int("GATEWAY_CHAT_MAX_MESSAGE_CHARS", default=65_536)
+# JSON bodies nested deeper than this are a 400 (gateway/api/parsers.py).
+GATEWAY_MAX_JSON_DEPTH = env.int("GATEWAY_MAX_JSON_DEPTH", default=32)
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
+    "gateway.api.parsers.JSONParser",
+    "gateway.api.parsers.FormEncodedJSONParser",
+]

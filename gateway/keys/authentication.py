@@ -16,7 +16,13 @@ def presented_key(request) -> str | None:
 
 
 class APIKeyAuthentication(authentication.BaseAuthentication):
-    """Resolves the key once per request; `request.auth` is the APIKey row."""
+    """Resolves the key once per request; `request.auth` is the APIKey row.
+
+    The key's prefix reaches the request's log row only once its secret matched: a prefix
+    that was merely typed says nothing about who sent it. Failures are counted per client
+    address by the middleware (gateway/limits/addresses.py), which refuses an address past
+    its limit before this runs.
+    """
 
     def authenticate(self, request):
         raw = presented_key(request)
@@ -25,7 +31,6 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         parsed = crypto.parse(raw)
         if parsed is None:  # refused without touching the database
             raise exceptions.AuthenticationFailed("Malformed API key; keys look like gw_<prefix>.<secret>.")
-        request.ctx.key_prefix = parsed.prefix
         key = APIKey.objects.get_from_key(parsed)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
