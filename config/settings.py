@@ -337,3 +337,8 @@ REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = [
     "gateway.api.parsers.JSONParser",
     "gateway.api.parsers.FormEncodedJSONParser",
 ]
+# Every operation's error answers in the schema (gateway/api/schema.py).
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "gateway.api.schema.document_errors",
+]

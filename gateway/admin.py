@@ -8,7 +8,14 @@ from gateway.limits import usage
 from gateway.models import APIKey, AuditEvent, BudgetAlert, RequestLog, Team
 from gateway.record import audit
 
-_LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "budget_usd", "budget_period", "budget_alert_percent")
+_LIMIT_FIELDS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "max_in_flight",
+    "budget_usd",
+    "budget_period",
+    "budget_alert_percent",
+)
 
 
 def _rate(used, limit) -> str:
@@ -99,6 +106,7 @@ class APIKeyAdmin(admin.ModelAdmin):
                     "expires_at",
                     "allowed_endpoints",
                     "allowed_models",
+                    "may_pin_drafts",
                     "key_prefix",
                     "created_at",
                     "last_used_at",
@@ -189,6 +197,8 @@ class APIKeyAdmin(admin.ModelAdmin):
             is_active=obj.is_active,
             requests_per_minute=obj.requests_per_minute,
             tokens_per_minute=obj.tokens_per_minute,
+            max_in_flight=obj.max_in_flight,
+            may_pin_drafts=obj.may_pin_drafts,
             budget_usd=obj.budget_usd,
             budget_period=obj.budget_period,
             budget_alert_percent=obj.budget_alert_percent,

@@ -80,3 +80,55 @@ class ChatCompletionRequest(serializers.Serializer):
             elif isinstance(content, list):
                 parts.extend(part.get("text", "") for part in content if isinstance(part.get("text"), str))
         return "\n".join(parts)
+
+
+# The answers' shapes, for the OpenAPI schema: OpenAI's, of which the gateway relies on these fields.
+class _ChatMessage(serializers.Serializer):
+    role = serializers.CharField()
+    content = serializers.CharField(allow_null=True)
+
+
+class _ChatChoice(serializers.Serializer):
+    index = serializers.IntegerField()
+    message = _ChatMessage()
+    finish_reason = serializers.CharField(allow_null=True)
+
+
+class _Usage(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField(required=False)
+    total_tokens = serializers.IntegerField()
+
+
+class ChatCompletionResponse(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    created = serializers.IntegerField()
+    model = serializers.CharField()
+    choices = _ChatChoice(many=True)
+    usage = _Usage(required=False)
+
+
+class _Embedding(serializers.Serializer):
+    object = serializers.CharField()
+    index = serializers.IntegerField()
+    embedding = serializers.JSONField(help_text="A list of floats, or base64 little-endian float32.")
+
+
+class OpenAIEmbeddingsResponse(serializers.Serializer):
+    object = serializers.CharField()
+    data = _Embedding(many=True)
+    model = serializers.CharField()
+    usage = _Usage()
+
+
+class _Model(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.CharField()
+    created = serializers.IntegerField()
+    owned_by = serializers.CharField()
+
+
+class ModelList(serializers.Serializer):
+    object = serializers.CharField()
+    data = _Model(many=True)

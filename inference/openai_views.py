@@ -5,12 +5,19 @@ import struct
 import time
 
 from django.http import HttpResponse, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from inference import embeddings, pipeline
 from inference.models import ModelVersion, RoutingRule, Status, Task
-from inference.openai_serializers import ChatCompletionRequest
+from inference.openai_serializers import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ModelList,
+    OpenAIEmbeddingsResponse,
+)
 from inference.serializers import EmbeddingsRequest
 from inference.views import call_of
 
@@ -23,6 +30,10 @@ def _served_headers(ctx) -> dict:
 class ChatCompletionsView(APIView):
     scope = "chat"
 
+    @extend_schema(
+        request=ChatCompletionRequest,
+        responses={(200, "application/json"): ChatCompletionResponse, (200, "text/event-stream"): OpenApiTypes.STR},
+    )
     def post(self, request):
         params = ChatCompletionRequest(data=request.data)
         params.is_valid(raise_exception=True)
@@ -42,6 +53,7 @@ class ChatCompletionsView(APIView):
 class EmbeddingsView(APIView):
     scope = "embeddings"
 
+    @extend_schema(request=EmbeddingsRequest, responses=OpenAIEmbeddingsResponse)
     def post(self, request):
         params = EmbeddingsRequest(data=request.data)
         params.is_valid(raise_exception=True)
@@ -67,6 +79,7 @@ class EmbeddingsView(APIView):
 class ModelsView(APIView):
     """The model names this key may call."""
 
+    @extend_schema(responses=ModelList)
     def get(self, request):
         names = set(ModelVersion.objects.filter(status=Status.PRODUCTION).values_list("name", flat=True)) | set(
             RoutingRule.objects.filter(enabled=True).values_list("model_name", flat=True)
