@@ -320,6 +320,9 @@ GATEWAY_DEFAULT_LIMITS["max_in_flight"] = env.int("GATEWAY_DEFAULT_MAX_IN_FLIGHT
 # Per client address, before any database work: failed authentications, and all API requests.
 GATEWAY_AUTH_FAILURES_PER_MINUTE_PER_ADDRESS = env.int("GATEWAY_AUTH_FAILURES_PER_MINUTE_PER_ADDRESS", default=60)
 GATEWAY_REQUESTS_PER_MINUTE_PER_ADDRESS = env.int("GATEWAY_REQUESTS_PER_MINUTE_PER_ADDRESS", default=6000)
+# A refused address's answers wait this long, on at most this many threads per process at once.
+GATEWAY_REFUSAL_DELAY_S = env.float("GATEWAY_REFUSAL_DELAY_S", default=1.0)
+GATEWAY_REFUSAL_DELAY_SLOTS = env.int("GATEWAY_REFUSAL_DELAY_SLOTS", default=64)
 # With GATEWAY_TRUST_X_FORWARDED_FOR, X-Forwarded-For is read only from senders in these networks.
 GATEWAY_TRUSTED_PROXIES = env.list(
     "GATEWAY_TRUSTED_PROXIES",

@@ -9,11 +9,18 @@ in fixed one-minute windows like the per-key limits (docs/decisions/0044-limits-
 - all API requests: past GATEWAY_REQUESTS_PER_MINUTE_PER_ADDRESS, the same.
 
 Both are checked in one Redis round trip by the middleware, before authentication; a refusal
-is a 429 with Retry-After. When Redis is down they are skipped.
+is a 429 with Retry-After. An address found past a limit is refused by this process without
+asking Redis again until its window ends, and its refusals are held back
+GATEWAY_REFUSAL_DELAY_S first (`hold`): a client that repeats as fast as it is answered would
+otherwise take as much of the cores as it is given, however cheap each refusal. A sleeping
+thread costs no core; at most GATEWAY_REFUSAL_DELAY_SLOTS threads per process wait so, so that
+a flood on more connections than that cannot take the threads real traffic needs (the rest
+are answered at once). When Redis is down the limits are skipped.
 """
 
 import ipaddress
 import math
+import threading
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,6 +30,12 @@ from django.conf import settings
 from gateway.limits import counters
 
 WINDOW_S = 60
+# Addresses this process refused, with the end of the window they were refused in and why;
+# bounded (a flood from many addresses must not grow it): past the bound, the oldest go first.
+_MAX_REFUSED = 10_000
+_refused: dict[str, tuple[float, str]] = {}
+_refused_lock = threading.Lock()
+_holding: threading.BoundedSemaphore | None = None
 
 
 def client_address(request) -> str | None:
@@ -67,7 +80,10 @@ def admit(address: str | None) -> Refusal | None:
     """Count one API request from the address; a Refusal when the address is past a limit."""
     if address is None:
         return None
-    window = int(time.time()) // WINDOW_S * WINDOW_S
+    now = time.time()
+    if (known := _refused.get(address)) is not None and known[0] > now:
+        return Refusal(max(math.ceil(known[0] - now), 1), known[1])
+    window = int(now) // WINDOW_S * WINDOW_S
     charges = []
     failures = settings.GATEWAY_AUTH_FAILURES_PER_MINUTE_PER_ADDRESS
     requests = settings.GATEWAY_REQUESTS_PER_MINUTE_PER_ADDRESS
@@ -85,12 +101,31 @@ def admit(address: str | None) -> Refusal | None:
         return None
     if not isinstance(result, counters.Refused):
         return None
-    retry_after = max(math.ceil(window + WINDOW_S - time.time()), 1)
+    retry_after = max(math.ceil(window + WINDOW_S - now), 1)
     if failures and result.index == 0:
-        message = f"Too many failed authentications from this address; retry in {retry_after} s."
+        message = "Too many failed authentications from this address this minute; see Retry-After."
     else:
-        message = f"This address is limited to {requests} requests per minute; retry in {retry_after} s."
+        message = f"This address is limited to {requests} requests per minute; see Retry-After."
+    with _refused_lock:
+        if len(_refused) >= _MAX_REFUSED:
+            del _refused[next(iter(_refused))]
+        _refused[address] = (window + WINDOW_S, message)
     return Refusal(retry_after, message)
+
+
+def hold(refusal: Refusal) -> None:
+    """Wait before a refusal is answered, while a place to wait is free."""
+    global _holding
+    delay = min(settings.GATEWAY_REFUSAL_DELAY_S, refusal.retry_after)
+    if delay <= 0:
+        return
+    if _holding is None:
+        _holding = threading.BoundedSemaphore(settings.GATEWAY_REFUSAL_DELAY_SLOTS)
+    if _holding.acquire(blocking=False):
+        try:
+            time.sleep(delay)
+        finally:
+            _holding.release()
 
 
 def count_failure(address: str | None) -> None:

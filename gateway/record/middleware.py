@@ -28,6 +28,7 @@ class RequestLogMiddleware:
         if logged and (refusal := addresses.admit(address)) is not None:
             # Refused before any database work, its log row included: a flood from one address
             # must not turn into a flood of rows. Metrics and the access log still count it.
+            addresses.hold(refusal)
             response = json_error(request, 429, "rate_limited", refusal.message)
             response["Retry-After"] = str(refusal.retry_after)
             response["X-Request-ID"] = str(ctx.request_id)
