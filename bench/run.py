@@ -3,7 +3,9 @@
 Runs the gateway under gunicorn (gunicorn.conf.py, the `make run` settings) on PostgreSQL
 and Redis, loads it with wrk from a separate process, and reports per scenario requests/s,
 p50, p99 and errors, plus ratios measured in this same run (docs/benchmarks.md explains them).
-Writes bench/results/latest.json and prints a table.
+The abuse scenario (`_abuse`) measures one key's throughput alone and under a flood of junk
+(docs/decisions/0044-limits-by-default.md). Writes bench/results/latest.json and prints a table.
+BENCH_ONLY=abuse runs the abuse scenario alone.
 """
 
 import json
@@ -29,6 +31,12 @@ SENTENCES = os.environ.get("BENCH_SENTENCES") or (
 )
 SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
 SLICE = 5000  # sentences a classification scenario draws from: more than one run can send
+ONLY = os.environ.get("BENCH_ONLY", "")
+# The bench's own keys are served whatever the load: the default limits would refuse most of it.
+UNLIMITED = {"requests_per_minute": 2_000_000_000, "tokens_per_minute": 2_000_000_000, "max_in_flight": 1_000_000}
+# Each scenario's load comes from one address, which the per-address ceiling would refuse; the
+# abuse scenario gives its clients addresses of their own, as a trusted proxy reports them.
+ONE_ADDRESS = {"GATEWAY_REQUESTS_PER_MINUTE_PER_ADDRESS": "0"}
 
 import django  # noqa: E402
 
@@ -51,9 +59,10 @@ def main() -> None:
     # The sentences every classification scenario draws from, in file order; the response
     # cache is emptied before each scenario, so none is answered from it.
     served = sentences[:SLICE]
-    results["raw_model"] = _raw_model_throughput(served)
-    for name, label in RAW_LABELS.items():
-        print(f"raw model, {label}: {results['raw_model'][name]['sentences_per_s']:.1f} sentences/s")
+    if not ONLY:
+        results["raw_model"] = _raw_model_throughput(served)
+        for name, label in RAW_LABELS.items():
+            print(f"raw model, {label}: {results['raw_model'][name]['sentences_per_s']:.1f} sentences/s")
 
     slow_port, fast_port = free_port(), free_port()
     standin = [sys.executable, "-m", "tests.standin_upstream", "--port"]
@@ -69,30 +78,9 @@ def main() -> None:
         chat_fast = _chat_bodies(scratch / "chat-fast", "bench-fast")
         streams = {mode: _stream_bodies(scratch / f"stream-{mode}", f"bench-stream-{mode}") for mode in ("on", "off")}
         scenarios = results["scenarios"] = {}
-
-        with gunicorn({}) as base:
-            _warm(base, key)
-            scenarios["classify_c32"] = _wrk(base + "/api/v1/predict", classify, key, 32)
-            scenarios["chat_slow_c256"] = _wrk(base + "/v1/chat/completions", chat_slow, key, 256)
-            scenarios["chat_fast_c1"] = _wrk(base + "/v1/chat/completions", chat_fast, key, 1, threads=1)
-            for mode in ("off", "on"):
-                scenarios[f"chat_stream_filter_{mode}_c16"] = _wrk(
-                    base + "/v1/chat/completions", streams[mode], key, 16
-                )
-            _set_batch_size(1)
-            _warm(base, key)
-            cache.clear()
-            scenarios["classify_unbatched_c32"] = _wrk(base + "/api/v1/predict", classify, key, 32)
-            _set_batch_size(32)
-        with gunicorn({"GATEWAY_REQUEST_LOG_ENABLED": "false"}) as base:
-            _warm(base, key)
-            cache.clear()
-            scenarios["classify_c32_log_off"] = _wrk(base + "/api/v1/predict", classify, key, 32)
-        scenarios.update(_scale_out(key, classify, chat_slow))
-        slow_url = f"http://127.0.0.1:{slow_port}/v1/chat/completions"
-        fast_url = f"http://127.0.0.1:{fast_port}/v1/chat/completions"
-        scenarios["standin_slow_direct_c256"] = _wrk(slow_url, chat_slow, key, 256)
-        scenarios["standin_fast_direct_c1"] = _wrk(fast_url, chat_fast, key, 1, threads=1)
+        if not ONLY:
+            _classic_scenarios(scenarios, key, classify, chat_slow, chat_fast, streams, slow_port, fast_port)
+        results["abuse"] = _abuse(scenarios, chat_slow, classify, scratch)
 
     results["ratios"] = _ratios(results)
     out = ROOT / "bench/results/latest.json"
@@ -100,6 +88,32 @@ def main() -> None:
     out.write_text(json.dumps(results, indent=2) + "\n")
     _print_table(results)
     print(f"\nwritten to {out.relative_to(ROOT)}")
+
+
+def _classic_scenarios(scenarios, key, classify, chat_slow, chat_fast, streams, slow_port, fast_port) -> None:
+    from django.core.cache import cache
+
+    with gunicorn(ONE_ADDRESS) as base:
+        _warm(base, key)
+        scenarios["classify_c32"] = _wrk(base + "/api/v1/predict", classify, key, 32)
+        scenarios["chat_slow_c256"] = _wrk(base + "/v1/chat/completions", chat_slow, key, 256)
+        scenarios["chat_fast_c1"] = _wrk(base + "/v1/chat/completions", chat_fast, key, 1, threads=1)
+        for mode in ("off", "on"):
+            scenarios[f"chat_stream_filter_{mode}_c16"] = _wrk(base + "/v1/chat/completions", streams[mode], key, 16)
+        _set_batch_size(1)
+        _warm(base, key)
+        cache.clear()
+        scenarios["classify_unbatched_c32"] = _wrk(base + "/api/v1/predict", classify, key, 32)
+        _set_batch_size(32)
+    with gunicorn({**ONE_ADDRESS, "GATEWAY_REQUEST_LOG_ENABLED": "false"}) as base:
+        _warm(base, key)
+        cache.clear()
+        scenarios["classify_c32_log_off"] = _wrk(base + "/api/v1/predict", classify, key, 32)
+    scenarios.update(_scale_out(key, classify, chat_slow))
+    slow_url = f"http://127.0.0.1:{slow_port}/v1/chat/completions"
+    fast_url = f"http://127.0.0.1:{fast_port}/v1/chat/completions"
+    scenarios["standin_slow_direct_c256"] = _wrk(slow_url, chat_slow, key, 256)
+    scenarios["standin_fast_direct_c1"] = _wrk(fast_url, chat_fast, key, 1, threads=1)
 
 
 def _create_database() -> None:
@@ -188,7 +202,7 @@ def _setup_rows(slow_port: int, fast_port: int) -> str:
         if version.status != Status.PRODUCTION:
             version.promote()
     _set_batch_size(32)
-    return APIKey.objects.create_key(name=f"bench-{int(time.time())}")[1]
+    return APIKey.objects.create_key(name=f"bench-{int(time.time())}", **UNLIMITED)[1]
 
 
 def _set_batch_size(size: int) -> None:
@@ -250,13 +264,15 @@ def _warm(base: str, key: str) -> None:
         http("POST", base + "/api/v1/predict", {"text": "warm up"}, {"X-API-Key": key})
 
 
-def _wrk(url: str, bodies: Path, key: str, connections: int, threads: int = 2) -> dict:
+def _wrk(
+    url: str, bodies: Path, key: str, connections: int, threads: int = 2, script="post_lines.lua", env=None
+) -> dict:
     threads = min(threads, connections)
     command = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{SECONDS}s", "--timeout", "10s",
-        "-s", str(ROOT / "bench/wrk/post_lines.lua"), url, "--", str(bodies),
+        "-s", str(ROOT / "bench/wrk" / script), url, "--", str(bodies),
     ]  # fmt: skip
-    env = {**os.environ, "WRK_API_KEY": key, "WRK_THREADS": str(threads)}
+    env = {**os.environ, **(env or {}), "WRK_API_KEY": key, "WRK_THREADS": str(threads)}
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     stats = json.loads(re.search(r"WRK_JSON (\{.*\})", output).group(1))
     result = {
@@ -272,9 +288,76 @@ def _wrk(url: str, bodies: Path, key: str, connections: int, threads: int = 2) -
     return result
 
 
+def _abuse(scenarios: dict, chat_slow: Path, classify: Path, scratch: Path) -> dict:
+    """One legitimate key at 32 clients, alone and then while 128 connections send junk as fast
+    as they can: guessed and malformed keys, another tenant's key with hostile fields, JSON
+    nested 20,000 deep, bodies over the size limit, an unknown method (bench/wrk/junk.lua).
+    Each side has addresses of its own behind a trusted proxy, as in production behind a load
+    balancer. The key calls an LLM (the 500 ms stand-in), then, for reference, classifies on the
+    local model, which competes with the junk for the same cores. Every answer the legitimate
+    client received must be in the request log, once."""
+    from django.core.cache import cache
+
+    from gateway.models import APIKey, RequestLog
+
+    legit = APIKey.objects.create_key(name=f"bench-legit-{int(time.time())}", **UNLIMITED)[1]
+    attacker = APIKey.objects.create_key(name=f"bench-attacker-{int(time.time())}")[1]  # the default limits
+    # The legitimate client alone sends more than the default 6,000 requests a minute per address.
+    env = {"GATEWAY_TRUST_X_FORWARDED_FOR": "true", "GATEWAY_REQUESTS_PER_MINUTE_PER_ADDRESS": "600000"}
+    answered = []
+
+    def legit_load(name: str, path: str, bodies: Path) -> None:
+        ids = scratch / f"{name}.ids"
+        wrk_env = {"WRK_FORWARDED_FOR": "203.0.113.10", "WRK_IDS_FILE": str(ids)}
+        scenarios[name] = _wrk(base + path, bodies, legit, 32, script="legit.lua", env=wrk_env)
+        answered.extend(ids.read_text().split())
+
+    with gunicorn(env) as base:
+        _warm(base, legit)
+        for workload, path, bodies in (
+            ("chat", "/v1/chat/completions", chat_slow),
+            ("classify", "/api/v1/predict", classify),
+        ):
+            cache.clear()
+            legit_load(f"legit_{workload}_alone_c32", path, bodies)
+            cache.clear()
+            junk_command = ["wrk", "-t2", "-c128", f"-d{SECONDS + 5}s", "--timeout", "10s"]
+            junk = subprocess.Popen(
+                [*junk_command, "-s", str(ROOT / "bench/wrk/junk.lua"), base],
+                env={**os.environ, "WRK_ATTACKER_KEY": attacker},
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            # Measured once the flood is in its steady state: each attacking address has used up
+            # its failed authentications for the minute (until then each junk request is looked up).
+            time.sleep(3)
+            legit_load(f"legit_{workload}_under_attack_c32", path, bodies)
+            stats = json.loads(re.search(r"WRK_JSON (\{.*\})", junk.communicate()[0]).group(1))
+            rate = stats["requests"] / (stats["duration_us"] / 1e6)
+            scenarios[f"junk_during_{workload}_c128"] = {"connections": 128, "requests_per_s": rate}
+            print(f"junk c=128: {rate:.1f} req/s", flush=True)
+        time.sleep(2)  # the web processes' log writers flush every GATEWAY_REQUEST_LOG_BUFFER_S
+    logged = sum(
+        RequestLog.objects.filter(request_id__in=answered[start : start + 5000]).count()
+        for start in range(0, len(answered), 5000)
+    )
+    return {
+        "legit_answers": len(answered),
+        "legit_answers_logged": logged,
+        "legit_logged_exactly_once": logged == len(answered) == len(set(answered)),
+    }
+
+
 def _ratios(results: dict) -> dict:
     s = results["scenarios"]
     rps = {name: scenario["requests_per_s"] for name, scenario in s.items()}
+    abuse = {
+        "legit_under_attack_vs_alone": rps["legit_chat_under_attack_c32"] / rps["legit_chat_alone_c32"],
+        "legit_classify_under_attack_vs_alone": rps["legit_classify_under_attack_c32"]
+        / rps["legit_classify_alone_c32"],
+    }
+    if ONLY:
+        return abuse
     raw = results["raw_model"]
     ideal_slow = 256 / 0.5
     return {
@@ -287,6 +370,7 @@ def _ratios(results: dict) -> dict:
         "model_by_length_vs_batch_1": raw["by_length"]["sentences_per_s"] / raw["batch_1"]["sentences_per_s"],
         "stream_filter_on_vs_off": rps["chat_stream_filter_on_c16"] / rps["chat_stream_filter_off_c16"],
         **_two_nodes_vs_one(rps),
+        **abuse,
     }
 
 
@@ -310,20 +394,30 @@ TARGETS = {
     # what the balancer and a second set of processes cost, not the speed-up of two machines.
     "two_nodes_vs_one_classify": "(reference: on one machine, the balancer's cost, not a speed-up)",
     "two_nodes_vs_one_chat": "(reference: on one machine, the balancer's cost, not a speed-up)",
+    "legit_under_attack_vs_alone": ">= 0.8",
+    "legit_classify_under_attack_vs_alone": "(reference: CPU-bound work shares the cores with the junk)",
 }
 
 
 def _print_table(results: dict) -> None:
     print(f"\nmachine: {results['machine']['cores']} cores; {results['seconds']} s per scenario")
-    print(f"\n{'scenario':<28}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(f"\n{'scenario':<38}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
     for name, s in results["scenarios"].items():
-        print(f"{name:<28}{s['requests_per_s']:>10.1f}{s['p50_ms']:>10.1f}{s['p99_ms']:>10.1f}{s['errors']:>8}")
-    for name, label in RAW_LABELS.items():
+        if "p50_ms" not in s:  # the junk: its rate only
+            print(f"{name:<38}{s['requests_per_s']:>10.1f}")
+            continue
+        print(f"{name:<38}{s['requests_per_s']:>10.1f}{s['p50_ms']:>10.1f}{s['p99_ms']:>10.1f}{s['errors']:>8}")
+    for name, label in RAW_LABELS.items() if "raw_model" in results else ():
         rate = results["raw_model"][name]["sentences_per_s"]
-        print(f"{'raw model, ' + name:<28}{rate:>10.1f}  sentences/s ({label})")
-    print(f"\n{'ratio':<28}{'value':>10}  target")
+        print(f"{'raw model, ' + name:<38}{rate:>10.1f}  sentences/s ({label})")
+    print(f"\n{'ratio':<38}{'value':>10}  target")
     for name, value in results["ratios"].items():
-        print(f"{name:<28}{value:>10.2f}  {TARGETS[name]}")
+        print(f"{name:<38}{value:>10.2f}  {TARGETS[name]}")
+    abuse = results["abuse"]
+    print(
+        f"\nabuse: {abuse['legit_answers']} legitimate answers, {abuse['legit_answers_logged']} in the request log "
+        f"({'each once' if abuse['legit_logged_exactly_once'] else 'NOT each once'})"
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,14 @@ from gateway.limits import usage
 from gateway.models import APIKey, AuditEvent, BudgetAlert, FilterPattern, RequestLog, Team
 from gateway.record import audit
 
-_LIMIT_FIELDS = ("requests_per_minute", "tokens_per_minute", "budget_usd", "budget_period", "budget_alert_percent")
+_LIMIT_FIELDS = (
+    "requests_per_minute",
+    "tokens_per_minute",
+    "max_in_flight",
+    "budget_usd",
+    "budget_period",
+    "budget_alert_percent",
+)
 
 
 def _rate(used, limit) -> str:
@@ -101,6 +108,7 @@ class APIKeyAdmin(admin.ModelAdmin):
                     "expires_at",
                     "allowed_endpoints",
                     "allowed_models",
+                    "may_pin_drafts",
                     "key_prefix",
                     "created_at",
                     "last_used_at",
@@ -192,6 +200,8 @@ class APIKeyAdmin(admin.ModelAdmin):
             is_active=obj.is_active,
             requests_per_minute=obj.requests_per_minute,
             tokens_per_minute=obj.tokens_per_minute,
+            max_in_flight=obj.max_in_flight,
+            may_pin_drafts=obj.may_pin_drafts,
             budget_usd=obj.budget_usd,
             budget_period=obj.budget_period,
             budget_alert_percent=obj.budget_alert_percent,
@@ -245,11 +255,14 @@ class RequestLogAdmin(admin.ModelAdmin):
         "variant",
         "cost_saved_usd",
     )
+    # Only columns whose values the gateway or an operator chooses: a filter lists every distinct
+    # value (a SELECT DISTINCT over the log), and callers choose paths and model names freely.
+    # Those are searched instead: an exact model name or key prefix, or the start of a path.
     list_filter = (
-        "status_code", "endpoint", "model_name", "team", "provider", "error_type", "cache_hit", "fallback_used",
+        "status_code", "team", "provider", "error_type", "cache_hit", "fallback_used",
         "truncated", "price_missing", "variant", ("shadow_of", admin.EmptyFieldListFilter),
     )  # fmt: skip
-    search_fields = ("=request_id", "=key_prefix")
+    search_fields = ("=request_id", "=key_prefix", "=model_name", "^endpoint")
     date_hierarchy = "created_at"
     # Counting tens of millions of rows on every page view is the slow part of a big log.
     show_full_result_count = False

@@ -29,10 +29,21 @@ class ModelVersionAdmin(admin.ModelAdmin):
         ("Local model", {"fields": ("source", "labels", "config")}),
         ("Upstream", {"fields": ("provider", "upstream_model")}),
         ("Pricing (USD)", {"fields": ("input_cost_per_1k", "output_cost_per_1k", "cost_per_request")}),
-        ("Limits and batching", {"fields": ("max_input_chars", "max_batch_size", "max_batch_wait_ms")}),
+        (
+            "Limits and batching",
+            {
+                "fields": (
+                    "max_input_chars",
+                    "max_tokens_cap",
+                    "default_max_tokens",
+                    "max_batch_size",
+                    "max_batch_wait_ms",
+                )
+            },
+        ),
         ("Training", {"fields": ("metrics", "data_sha256")}),
         ("Response cache", {"fields": ("cache_ttl_s", "cache_scope", "cache_sampled", "cache_stale_if_error_s")}),
-        ("Answers", {"fields": ("content_filter", "default_max_tokens")}),
+        ("Answers", {"fields": ("content_filter",)}),
         ("History", {"fields": ("created_at", "updated_at", "promoted_at")}),
     )
     inlines = [VersionHistoryInline]

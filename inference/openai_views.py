@@ -11,7 +11,9 @@ from rest_framework.views import APIView
 
 from inference import embeddings, openapi, pipeline
 from inference.models import ModelVersion, RoutingRule, Status, Task
-from inference.openai_serializers import ChatCompletionRequest
+from inference.openai_serializers import (
+    ChatCompletionRequest,
+)
 from inference.serializers import EmbeddingsRequest
 from inference.views import call_of
 

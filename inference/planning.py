@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from experiments import traffic_split
 from experiments.models import Variant
-from gateway.api.errors import ModelNotAllowed, ModelNotFound
+from gateway.api.errors import DraftNotAllowed, ModelNotAllowed, ModelNotFound
 from gateway.caching import snapshot
 from gateway.record.context import RequestContext
 from inference import registry
@@ -30,12 +30,15 @@ def plan(
     max_tokens: int | None = None,
     user_id: str | None = None,
 ) -> Plan:
-    """Check the key may use the model, then choose: a pinned `name:version`; else a running
-    experiment's variant for this unit (X-User-ID, else the key); else the first routing rule
-    that matches; else production. Fallbacks follow an upstream primary."""
+    """Check the key may use the model, then choose: a pinned `name:version` (production or
+    staging only, unless the key may pin drafts); else a running experiment's variant for this
+    unit (X-User-ID, else the key); else the first routing rule that matches; else production.
+    Fallbacks follow an upstream primary."""
     name, _, pinned = model_ref.partition(":")
     ctx.requested_model = model_ref
-    if not ctx.api_key.allows_model(name):  # type: ignore[union-attr]  # plans are made for keyed calls only
+    key = ctx.api_key
+    assert key is not None  # plans are made for keyed calls only
+    if not key.allows_model(name):
         raise ModelNotAllowed(name)
     assigned = None
     if not pinned:
@@ -52,6 +55,8 @@ def plan(
     )
     if not versions:
         raise ModelNotFound(task, model_ref)
+    if pinned and not key.may_pin(versions[0]):
+        raise DraftNotAllowed(versions[0])
     if rule:
         ctx.routing_rule = rule.name
     ctx.set_version(versions[0])

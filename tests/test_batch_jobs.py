@@ -206,14 +206,14 @@ def test_another_teams_key_gets_404_and_a_team_mate_sees_the_job(client):
     assert client.get(f"/api/v1/batches/{job_id}", HTTP_X_API_KEY=stranger.plaintext).status_code == 404
 
 
-def test_keys_of_the_same_owner_share_their_jobs(client):
+def test_a_key_without_a_team_sees_only_its_own_jobs_not_its_owners_other_keys(client):
     owner = UserFactory()
     first, second = APIKeyFactory(owner=owner), APIKeyFactory(owner=owner)
     job_id = submit(client, {"inputs": REVIEWS}, HTTP_X_API_KEY=first.plaintext).json()["id"]
 
-    response = client.get(f"/api/v1/batches/{job_id}", HTTP_X_API_KEY=second.plaintext)
-
-    assert response.status_code == 200
+    assert client.get(f"/api/v1/batches/{job_id}", HTTP_X_API_KEY=first.plaintext).status_code == 200
+    assert client.get(f"/api/v1/batches/{job_id}", HTTP_X_API_KEY=second.plaintext).status_code == 404
+    assert client.post(f"/api/v1/batches/{job_id}/cancel", HTTP_X_API_KEY=second.plaintext).status_code == 404
 
 
 def test_unknown_and_malformed_job_ids_are_404s(authed):

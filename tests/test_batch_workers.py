@@ -36,6 +36,12 @@ def priced_sentiment(default_models):
     return sentiment_priced_per_request(PRICE_PER_ITEM)
 
 
+@pytest.fixture(autouse=True)
+def _polling_unlimited(settings):
+    """The tests poll their jobs as fast as they can: more than the default requests per minute."""
+    settings.GATEWAY_DEFAULT_LIMITS = {"requests_per_minute": 0, "tokens_per_minute": 0, "max_in_flight": 0}
+
+
 def submit(client, texts) -> str:
     response = client.post("/api/v1/batches", {"inputs": texts}, format="json")
     assert response.status_code == 202, response.content

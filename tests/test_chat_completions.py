@@ -75,14 +75,17 @@ def test_retries_stop_at_the_providers_limit_and_answer_502(authed, gpt, standin
     assert row.error_type == "upstream_error"
 
 
-def test_client_errors_from_upstream_are_not_retried(authed, gpt, standin):
-    standin.script("upstream-a", [{"status": 400, "message": "max_tokens is too large"}])
+def test_client_errors_from_upstream_are_not_retried_and_their_body_stays_in_the_log(authed, gpt, standin, caplog):
+    standin.script("upstream-a", [{"status": 400, "message": "max_tokens is too large for org-secret-7"}])
 
     response = _ask(authed)
 
     assert response.status_code == 400
-    assert "max_tokens is too large" in json.dumps(response.json())
+    assert response.json()["error"]["type"] == "upstream_refused"
+    assert "org-secret-7" not in response.content.decode() and "standin" not in response.content.decode()
     assert len(standin.calls()) == 1
+    logged = [r.getMessage() for r in caplog.records if response["X-Request-ID"] in r.getMessage()]
+    assert any("org-secret-7" in line for line in logged)
 
 
 def test_failing_version_falls_back_along_the_chain(authed, gpt, backup, standin):

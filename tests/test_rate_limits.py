@@ -60,7 +60,7 @@ def test_keys_own_limit_wins_over_its_teams(client, roomy_window):
     assert statuses == [200, 200, 200, 429]
 
 
-@override_settings(GATEWAY_DEFAULT_LIMITS={"requests_per_minute": 1, "tokens_per_minute": 0})
+@override_settings(GATEWAY_DEFAULT_LIMITS={"requests_per_minute": 1, "tokens_per_minute": 0, "max_in_flight": 0})
 def test_global_default_applies_to_keys_and_teams_without_a_limit(client, roomy_window):
     key = APIKeyFactory(team=TeamFactory())
     roomy_window(key, 5)
@@ -80,6 +80,15 @@ def test_each_key_has_its_own_count(client, roomy_window):
     assert _predict(client, second).status_code == 200
 
 
+def test_every_key_gets_the_default_limits_unless_one_is_set(client):
+    response = _predict(client, APIKeyFactory())
+
+    assert response.status_code == 200
+    assert response["X-RateLimit-Limit"] == "100"
+    assert response["X-RateLimit-Limit-Tokens"] == "100000"
+
+
+@override_settings(GATEWAY_DEFAULT_LIMITS={"requests_per_minute": 0, "tokens_per_minute": 0, "max_in_flight": 0})
 def test_unlimited_key_gets_no_rate_headers(client):
     response = _predict(client, APIKeyFactory())
 

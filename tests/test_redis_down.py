@@ -45,7 +45,11 @@ def test_cache_is_skipped(client, api_key, redis_refused):
     assert RequestLog.objects.filter(status_code=200, cache_hit=False).count() == 2
 
 
-@override_settings(GATEWAY_RATE_LIMITS_FAIL_OPEN=False)
+# A key without limits is served: so that there is one, the default limits are lifted here.
+@override_settings(
+    GATEWAY_RATE_LIMITS_FAIL_OPEN=False,
+    GATEWAY_DEFAULT_LIMITS={"requests_per_minute": 0, "tokens_per_minute": 0, "max_in_flight": 0},
+)
 def test_rate_limits_can_fail_closed_with_503(client, redis_refused):
     limited, free = APIKeyFactory(requests_per_minute=100), APIKeyFactory()
 

@@ -115,8 +115,19 @@ def test_embeddings_are_cached_with_their_usage(client, api_key):
     assert hit.json()["usage"] == first.json()["usage"]
 
 
-def test_local_classifier_answers_are_shared_between_teams(client, sentiment):
-    assert sentiment.cache_scope == CacheScope.AUTO and sentiment.cache_is_shared
+def test_answers_are_per_team_by_default_and_no_cache_hit_header_crosses_teams(client, sentiment):
+    assert sentiment.cache_scope == CacheScope.TEAM and not sentiment.cache_is_shared
+    _predict(client, APIKeyFactory(team=TeamFactory()))
+
+    other_team = _predict(client, APIKeyFactory(team=TeamFactory()))
+
+    assert other_team.json()["cached"] is False
+    assert "X-Cache" not in other_team
+
+
+def test_a_version_marked_shared_serves_every_team_from_one_entry(client, sentiment):
+    sentiment.cache_scope = CacheScope.SHARED
+    sentiment.save()
     _predict(client, APIKeyFactory(team=TeamFactory()))
 
     assert _predict(client, APIKeyFactory(team=TeamFactory())).json()["cached"] is True
@@ -134,7 +145,7 @@ def test_team_scoped_version_never_serves_one_teams_answer_to_another(client, se
 
 
 def test_upstream_backends_are_team_scoped_unless_marked_shared(sentiment):
-    sentiment.backend = "openai"  # any backend whose answers are not a function of the input alone
+    sentiment.backend = "openai"
 
     assert not sentiment.cache_is_shared
     sentiment.cache_scope = CacheScope.SHARED

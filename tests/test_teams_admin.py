@@ -86,7 +86,7 @@ def test_key_page_shows_spend_without_a_budget(admin_client, client, priced):
     page = admin_client.get(f"/admin/gateway/apikey/{key.pk}/change/").content.decode()
 
     assert "0.0300 USD (no budget)" in page
-    assert "no limit" in page
+    assert "3 / 100" in page  # the default requests per minute
 
 
 def test_team_list_shows_the_spend_of_all_its_keys(admin_client, client, priced):

@@ -39,6 +39,14 @@ class InvalidInput(GatewayError):
     message = "The request is invalid; see fields."
 
 
+class UpstreamRefused(InvalidInput):
+    """The provider answered 400/422. Its body names the provider and may echo other callers'
+    data or its own configuration: it goes to the log, never to the caller."""
+
+    error_type = "upstream_refused"
+    message = "The model's provider refused this request as invalid; its reason is logged under this request id."
+
+
 class PayloadTooLarge(GatewayError):
     error_type = "payload_too_large"
     message = "The request body is too large."
@@ -49,6 +57,16 @@ class ModelNotAllowed(GatewayError):
 
     def __init__(self, name: str):
         super().__init__(f"This API key may not use the model '{name}'.")
+
+
+class DraftNotAllowed(GatewayError):
+    error_type = "permission_denied"
+
+    def __init__(self, version):
+        super().__init__(
+            f"This API key may pin only production and staging versions; {version} is {version.status}. "
+            "An operator can allow drafts for the key."
+        )
 
 
 class ModelNotFound(GatewayError):
@@ -107,6 +125,7 @@ _STATUS = (
     (InvalidInput, 400),
     (BudgetExceeded, 402),
     (ModelNotAllowed, 403),
+    (DraftNotAllowed, 403),
     (ModelNotFound, 404),
     (JobFinished, 409),
     (PayloadTooLarge, 413),

@@ -11,12 +11,17 @@ process read under it. Changes made around the ORM (queryset `.update()`, SQL) c
 
 Only a cache shared by all processes (Redis) can carry the token: with the local-memory
 cache of the embedded default every read goes to the database, as before.
+
+Entries are bounded (MAX_ENTRIES, least recently used out first), and reads whose key the
+sender chooses before it has authenticated (an API key's prefix) keep only what exists:
+outsiders can neither grow the snapshot nor push the rows real traffic needs out of it.
 """
 
 import logging
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -30,12 +35,12 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 GENERATION_KEY = "config:generation"
-# Entries are keyed by request-supplied names too; past this many, start over.
+# Entries are keyed by request-supplied names too (model names of authenticated requests).
 MAX_ENTRIES = 4096
 
 _lock = threading.Lock()
 _generation: str | None = None
-_entries: dict[tuple, tuple[float, Any]] = {}
+_entries: OrderedDict[tuple, tuple[float, Any]] = OrderedDict()  # least recently used first
 _request = threading.local()  # the token this thread's current request read, if any
 
 
@@ -43,8 +48,9 @@ def enabled() -> bool:
     return settings.GATEWAY_SNAPSHOT_ENABLED
 
 
-def read(key: tuple, load: Callable[[], T]) -> T:
-    """`load()`'s result, reused while the generation holds and for at most the maximum age."""
+def read(key: tuple, load: Callable[[], T], *, keep_missing: bool = True) -> T:
+    """`load()`'s result, reused while the generation holds and for at most the maximum age;
+    a None result is not kept unless `keep_missing`."""
     if not enabled():
         return load()
     generation = _current_generation()
@@ -57,14 +63,19 @@ def read(key: tuple, load: Callable[[], T]) -> T:
             _entries.clear()
             _generation = generation
         kept = _entries.get(key)
+        if kept is not None:
+            _entries.move_to_end(key)
     if kept is not None and now - kept[0] < settings.GATEWAY_SNAPSHOT_MAX_AGE_S:
         return kept[1]
     value = load()
+    if value is None and not keep_missing:
+        return value
     with _lock:
         if generation == _generation:
-            if len(_entries) >= MAX_ENTRIES:
-                _entries.clear()
             _entries[key] = (now, value)
+            _entries.move_to_end(key)
+            while len(_entries) > MAX_ENTRIES:
+                _entries.popitem(last=False)
     return value
 
 

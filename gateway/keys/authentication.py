@@ -1,3 +1,4 @@
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from gateway.keys import crypto
@@ -16,7 +17,13 @@ def presented_key(request) -> str | None:
 
 
 class APIKeyAuthentication(authentication.BaseAuthentication):
-    """Resolves the key once per request; `request.auth` is the APIKey row."""
+    """Resolves the key once per request; `request.auth` is the APIKey row.
+
+    The key's prefix reaches the request's log row only once its secret matched: a prefix
+    that was merely typed says nothing about who sent it. Failures are counted per client
+    address by the middleware (gateway/limits/addresses.py), which refuses an address past
+    its limit before this runs.
+    """
 
     def authenticate(self, request):
         raw = presented_key(request)
@@ -25,7 +32,6 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
         parsed = crypto.parse(raw)
         if parsed is None:  # refused without touching the database
             raise exceptions.AuthenticationFailed("Malformed API key; keys look like gw_<prefix>.<secret>.")
-        request.ctx.key_prefix = parsed.prefix
         key = APIKey.objects.get_from_key(parsed)
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
@@ -38,3 +44,19 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
+
+
+class APIKeyScheme(OpenApiAuthenticationExtension):
+    """The key in the OpenAPI schema: either header, as `presented_key` reads them."""
+
+    target_class = APIKeyAuthentication
+    name = ["ApiKeyHeader", "BearerKey"]
+
+    def get_security_requirement(self, auto_schema):
+        return [{"ApiKeyHeader": []}, {"BearerKey": []}]
+
+    def get_security_definition(self, auto_schema):
+        return [
+            {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            {"type": "http", "scheme": "bearer", "description": "The same key, as OpenAI clients send it."},
+        ]

@@ -116,7 +116,7 @@ def reserve(charges: list[Charge]) -> list[int] | Refused | Missing:
     args = []
     for charge in charges:
         args += [charge.amount, -1 if charge.cap is None else charge.cap, -1 if charge.seeded else charge.ttl_s]
-    with _redis() as client:
+    with redis_client() as client:
         result = client.register_script(_RESERVE)(keys=[c.key for c in charges], args=args)
     if result[0] == 1:
         return [int(value) for value in result[1:]]
@@ -129,7 +129,7 @@ def adjust(deltas: list[tuple[str, int]]) -> list[int | None]:
     """Add each delta to its counter where the counter exists; the new values (None: absent)."""
     if not uses_redis():
         return _local.adjust(deltas)
-    with _redis() as client:
+    with redis_client() as client:
         result = client.register_script(_ADJUST)(keys=[k for k, _ in deltas], args=[d for _, d in deltas])
     return [int(result[i + 1]) if result[i] else None for i in range(0, len(result), 2)]
 
@@ -138,19 +138,19 @@ def seed(key: str, value: int, ttl_s: int) -> None:
     """Set a counter unless another process got there first."""
     if not uses_redis():
         return _local.seed(key, value, ttl_s)
-    with _redis() as client:
+    with redis_client() as client:
         client.set(key, value, ex=ttl_s, nx=True)
 
 
 def read(keys: list[str]) -> list[int | None]:
     if not uses_redis():
         return _local.read(keys)
-    with _redis() as client:
+    with redis_client() as client:
         return [None if value is None else int(value) for value in client.mget(keys)]
 
 
 @contextmanager
-def _redis():
+def redis_client():
     """The default cache's Redis client, with its failures turned into StoreDown."""
     try:
         yield get_redis_connection("default")

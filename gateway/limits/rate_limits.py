@@ -6,6 +6,7 @@ hold that gateway/limits/admission.py reserves with the budgets before a model r
 
 Both count in fixed one-minute windows (docs/decisions/0040-rate-limit-windows.md): a key can
 pass up to twice its limit across a window edge, never more than its limit within a window.
+Every key has both unless an operator lifts them: the defaults are GATEWAY_DEFAULT_LIMITS.
 """
 
 import math
@@ -17,7 +18,7 @@ from django_ratelimit.core import get_usage
 from rest_framework.throttling import BaseThrottle
 
 from gateway.api.errors import RateLimited
-from gateway.limits import counters
+from gateway.limits import counters, in_flight
 from gateway.models import APIKey
 
 WINDOW_S = 60
@@ -29,7 +30,8 @@ def _key_id(group, request) -> str:
 
 
 class KeyRequestRateThrottle(BaseThrottle):
-    """Counts the key's requests in the current minute and refuses past its limit with 429.
+    """Counts the key's requests in the current minute and refuses past its limit with 429;
+    then takes the request's place among the key's requests in flight (gateway/limits/in_flight.py).
 
     Runs after authentication and the scope check, so refused keys do not use up quota.
     """
@@ -38,16 +40,21 @@ class KeyRequestRateThrottle(BaseThrottle):
         key = request.auth
         if not isinstance(key, APIKey):
             return True
+        self._count_request(request, key)
+        in_flight.acquire(request.ctx, key)
+        return True
+
+    def _count_request(self, request, key: APIKey) -> None:
         limit = key.effective_limit("requests_per_minute")
         if limit is None:
-            return True
+            return
         try:
             usage = get_usage(request, group=_REQUESTS_GROUP, key=_key_id, rate=(limit, WINDOW_S), increment=True)
         except counters.REDIS_ERRORS as exc:
             counters.store_down("rate limits", exc, fail_open=settings.GATEWAY_RATE_LIMITS_FAIL_OPEN)
-            return True
+            return
         if usage is None:  # the cache answered nothing and RATELIMIT_FAIL_OPEN is set
-            return True
+            return
         reset_s = max(usage["time_left"], 1)
         request.ctx.response_headers.update(
             {
@@ -61,7 +68,6 @@ class KeyRequestRateThrottle(BaseThrottle):
                 retry_after=reset_s,
                 message=f"This API key is limited to {limit} requests per minute; retry in {reset_s} s.",
             )
-        return True
 
 
 def requests_this_minute(key: APIKey) -> int | None:

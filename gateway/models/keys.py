@@ -10,6 +10,7 @@ from django.utils import timezone
 from gateway.caching import snapshot
 from gateway.filters.modes import FilterMode
 from gateway.keys import crypto
+from inference.models import Status
 
 # Endpoint scopes a key may be limited to; views declare theirs as `scope`.
 ENDPOINT_SCOPES = ("predict", "embeddings", "chat", "batches")
@@ -51,6 +52,13 @@ class LimitsAndBudget(models.Model):
         blank=True,
         validators=[MinValueValidator(1)],
         help_text="Input + output tokens per minute. Empty: the team's, else the global default.",
+    )
+    max_in_flight = models.PositiveIntegerField(
+        "requests in flight",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Requests answered at once; more are refused with 429. Empty: the team's, else the global default.",
     )
     budget_usd = models.DecimalField(
         "budget (USD)",
@@ -99,9 +107,12 @@ class APIKeyManager(models.Manager["APIKey"]):
 
     def get_from_key(self, parsed: crypto.ParsedKey) -> "APIKey | None":
         """The row a parsed key belongs to, whatever its state; None if unknown or wrong secret."""
-        # The team comes in the same query: limits and budgets need it on every request.
+        # The team comes in the same query: limits and budgets need it on every request. Only
+        # existing keys are kept: prefixes that find nothing are the sender's choice, unbounded.
         key = snapshot.read(
-            ("api_key", parsed.prefix), lambda: self.select_related("team").filter(prefix=parsed.prefix).first()
+            ("api_key", parsed.prefix),
+            lambda: self.select_related("team").filter(prefix=parsed.prefix).first(),
+            keep_missing=False,
         )
         if key is None or not crypto.secret_matches(parsed.secret, key.hashed_secret):
             return None
@@ -137,6 +148,12 @@ class APIKey(LimitsAndBudget):
         choices=FilterMode.choices,
         blank=True,
         help_text="Overrides the model version's output filter for this key. Empty: the version's.",
+    )
+    may_pin_drafts = models.BooleanField(
+        "may pin drafts",
+        default=False,
+        help_text="Allow name:version requests for draft versions (unpriced, outside experiments). "
+        "Without it a key pins production and staging versions only.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -174,6 +191,10 @@ class APIKey(LimitsAndBudget):
 
     def allows_model(self, model_name: str) -> bool:
         return not self.allowed_models or model_name in self.allowed_models
+
+    def may_pin(self, version) -> bool:
+        """Whether a `name:version` request of this key may run on that version."""
+        return self.may_pin_drafts or version.status in (Status.PRODUCTION, Status.STAGING)
 
     def effective_limit(self, field: str) -> int | None:
         """The key's own rate limit, else its team's, else the global default (None: unlimited)."""

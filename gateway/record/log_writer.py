@@ -7,8 +7,12 @@ GATEWAY_REQUEST_LOG_BUFFER_S in one COPY (PostgreSQL) or one multi-row INSERT.
 
 Rows wait in memory at most that long: a clean stop (gunicorn's worker_exit, interpreter exit)
 writes them first, a killed process loses at most that window (docs/decisions). A full queue
-makes requests write their own rows rather than drop them or grow without bound; a batch that
-fails is retried row by row, so one bad row loses only itself.
+makes requests write their own rows rather than drop them or grow without bound.
+
+Rows are normalized before they are queued (gateway/record/request_log.py), so the database
+should take every one. Should it refuse one anyway, the batch is split in halves, and each half
+written or split again: the bad row is isolated in about 2·log2(n) writes and lost alone,
+while the good rows land in a few COPYs, each once (docs/decisions/0045-request-path-integrity.md).
 """
 
 import atexit
@@ -17,8 +21,9 @@ import queue
 import threading
 import time
 
+import psycopg
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from psycopg.types.json import Jsonb
 
 from gateway.db import release_connection
@@ -34,6 +39,8 @@ _COPY_SQL = f"COPY {RequestLog._meta.db_table} ({', '.join(f.column for f in _FI
 # (attribute, is JSON): psycopg needs JSON values wrapped.
 _COLUMNS = [(f.attname, f.get_internal_type() == "JSONField") for f in _FIELDS]
 _WRITE_NOW = object()  # queued by flush(): write what has gathered without waiting
+# What a refused row raises: Django's errors (INSERT) or psycopg's own (COPY, under Django's wrapping).
+_ROW_ERRORS = (DataError, IntegrityError, psycopg.DataError, psycopg.IntegrityError)
 
 
 class LogWriter:
@@ -95,16 +102,23 @@ class LogWriter:
 
 
 def write_batch(rows: list[RequestLog]) -> None:
+    """Write the rows; a row the database refuses is logged and lost alone (see above)."""
     try:
         with transaction.atomic():
             if connection.vendor == "postgresql":
                 _copy(rows)
             else:
                 RequestLog.objects.bulk_create(rows)
+    except _ROW_ERRORS:
+        if len(rows) == 1:
+            logger.exception("Could not write the request log row for %s", rows[0].request_id)
+            return
+        middle = len(rows) // 2
+        write_batch(rows[:middle])
+        write_batch(rows[middle:])
     except Exception:
-        logger.exception("Could not write a batch of %d request log rows; writing them one by one", len(rows))
-        for row in rows:
-            save(row)
+        # Not the rows' fault (the database is unreachable): splitting would fail as often.
+        logger.exception("Could not write a batch of %d request log rows", len(rows))
 
 
 def save(row: RequestLog) -> None:

@@ -4,12 +4,15 @@ from django.conf import settings
 
 from gateway.api.errors import json_error
 from gateway.caching import snapshot
+from gateway.limits import addresses, in_flight
 from gateway.record import request_log
 from gateway.record.context import RequestContext
 
 
 class RequestLogMiddleware:
-    """Outermost layer: gives each request an id, refuses oversized bodies, and logs the outcome."""
+    """Outermost layer: gives each request an id, applies the per-address limits and refuses
+    oversized bodies before anything else runs, logs the outcome, and frees the request's place
+    among its key's requests in flight once the response is sent."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -20,6 +23,33 @@ class RequestLogMiddleware:
 
     def _handle(self, request):
         request.ctx = ctx = RequestContext(endpoint=request.path)
+        logged = request_log.is_logged_path(request.path)
+        address = addresses.client_address(request)
+        if logged and (refusal := addresses.admit(address)) is not None:
+            # Refused before any database work, its log row included: a flood from one address
+            # must not turn into a flood of rows. Metrics and the access log still count it.
+            addresses.hold(refusal)
+            response = json_error(request, 429, "rate_limited", refusal.message)
+            response["Retry-After"] = str(refusal.retry_after)
+            response["X-Request-ID"] = str(ctx.request_id)
+            request_log.record(ctx, request, 429, _elapsed_ms(ctx), write_row=False)
+            return response
+        try:
+            response = self._respond(request, ctx)
+        except BaseException:
+            in_flight.release(ctx)
+            raise
+        if logged and response.status_code == 401:
+            addresses.count_failure(address)
+        if response.streaming:
+            # A stream's tokens, cost and outcome are known, and its place in flight is freed,
+            # only once it has been sent.
+            response.streaming_content = _finish_after(response.streaming_content, ctx, request, response, logged)
+        else:
+            _finish(ctx, request, response, logged)
+        return response
+
+    def _respond(self, request, ctx):
         limit = _body_limit(request.path)
         if _declared_length(request) > limit:
             response = json_error(request, 413, "payload_too_large", f"The request body is over {limit} bytes.")
@@ -32,24 +62,24 @@ class RequestLogMiddleware:
             response["X-Cache"] = "hit"  # OpenAI-shaped bodies have no field to say so
         for name, value in ctx.response_headers.items():
             response[name] = value
-        if request_log.is_logged_path(request.path):
-            if response.streaming:
-                # A stream's tokens, cost and outcome are known only once it has been sent.
-                response.streaming_content = _record_after(response.streaming_content, ctx, request, response)
-            else:
-                _record(ctx, request, response)
         return response
 
 
-def _record(ctx, request, response) -> None:
-    request_log.record(ctx, request, response.status_code, (time.perf_counter() - ctx.started) * 1000)
+def _finish(ctx, request, response, logged: bool) -> None:
+    in_flight.release(ctx)
+    if logged:
+        request_log.record(ctx, request, response.status_code, _elapsed_ms(ctx))
 
 
-def _record_after(content, ctx, request, response):
+def _finish_after(content, ctx, request, response, logged: bool):
     try:
         yield from content
     finally:
-        _record(ctx, request, response)
+        _finish(ctx, request, response, logged)
+
+
+def _elapsed_ms(ctx) -> float:
+    return (time.perf_counter() - ctx.started) * 1000
 
 
 def _body_limit(path: str) -> int:

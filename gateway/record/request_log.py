@@ -1,9 +1,13 @@
+import ipaddress
 import logging
 import re
+from decimal import Decimal
 
 from django.conf import settings
+from django.db import models
 
 from gateway.filters import content
+from gateway.limits.addresses import client_address
 from gateway.metrics import families
 from gateway.models import RequestLog
 from gateway.record import access_log, log_writer
@@ -13,18 +17,24 @@ logger = logging.getLogger(__name__)
 
 # A path converter in a route, <uuid:task_id>, written as OpenAPI writes it: {task_id}.
 _CONVERTER = re.compile(r"<(?:\w+:)?(\w+)>")
+# RequestLog.method: a method outside these is logged as OTHER (any token is a valid method).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "BATCH"})
+_TEXT_FIELDS = [
+    field
+    for field in RequestLog._meta.concrete_fields
+    if field.get_internal_type() in ("CharField", "TextField") and field.name != "method"
+]
+_INTEGER_MAX = {
+    field.attname: 32767 if field.get_internal_type() == "PositiveSmallIntegerField" else 2**31 - 1
+    for field in RequestLog._meta.concrete_fields
+    if field.get_internal_type() in ("PositiveIntegerField", "PositiveSmallIntegerField")
+    and field.name != "status_code"
+}
+_DECIMAL_FIELDS = [field for field in RequestLog._meta.concrete_fields if isinstance(field, models.DecimalField)]
 
 
 def is_logged_path(path: str) -> bool:
     return path.startswith(settings.GATEWAY_LOGGED_PATH_PREFIXES)
-
-
-def client_ip(request) -> str | None:
-    if settings.GATEWAY_TRUST_X_FORWARDED_FOR:
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-        if forwarded:
-            return forwarded.split(",")[0].strip()
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def route_name(request) -> str:
@@ -42,16 +52,18 @@ def route_path(request) -> str:
     return "/" + _CONVERTER.sub(r"{\1}", match.route)
 
 
-def record(ctx: RequestContext, request, status_code: int, latency_ms: float) -> None:
-    """The one place a request's outcome is known: its log row, its metrics, its JSON log line."""
-    write(
-        ctx,
-        method=request.method,
-        endpoint=request.path,
-        client_ip=client_ip(request),
-        status_code=status_code,
-        latency_ms=latency_ms,
-    )
+def record(ctx: RequestContext, request, status_code: int, latency_ms: float, *, write_row: bool = True) -> None:
+    """The one place a request's outcome is known: its log row (unless refused before any
+    database work), its metrics, its JSON log line."""
+    if write_row:
+        write(
+            ctx,
+            method=request.method,
+            endpoint=request.path,
+            client_ip=client_address(request),
+            status_code=status_code,
+            latency_ms=latency_ms,
+        )
     endpoint = route_name(request)
     try:
         families.observe_request(
@@ -59,8 +71,8 @@ def record(ctx: RequestContext, request, status_code: int, latency_ms: float) ->
         )
         access_log.log_request(
             ctx,
-            method=request.method,
-            path=request.path[:200],
+            method=_method(request.method),
+            path=_text(request.path, 200),
             endpoint=endpoint,
             status_code=status_code,
             latency_ms=latency_ms,
@@ -83,18 +95,19 @@ def write(ctx: RequestContext, **fields) -> None:
 def log_row(
     ctx: RequestContext, *, method: str, endpoint: str, status_code: int, latency_ms: float, client_ip=None
 ) -> RequestLog:
-    """The (unsaved) row for one request, or one item of a batch job, that `ctx` went through."""
+    """The (unsaved) row for one request, or one item of a batch job, that `ctx` went through,
+    every field normalized to what its column holds."""
     version = ctx.model_version
     input_text = ""
     if settings.GATEWAY_LOG_REQUEST_TEXT and ctx.input_text:
         policy = ctx.filter_policy or content.policy_for(ctx, version)
         input_text = content.filter_text(ctx, policy, ctx.input_text, target="request_text")
-    return RequestLog(
+    row = RequestLog(
         request_id=ctx.request_id,
         api_key=ctx.api_key,
         key_prefix=ctx.key_prefix,
-        method=method,
-        endpoint=endpoint[:200],
+        method=_method(method),
+        endpoint=endpoint,
         model_name=ctx.model_name,
         requested_model=ctx.requested_model[:100],
         model_version=version,
@@ -120,12 +133,54 @@ def log_row(
         usage_estimated=ctx.usage_estimated,
         cost_saved_usd=ctx.cost_saved_usd,
         team_id=ctx.api_key.team_id if ctx.api_key else None,
-        client_ip=client_ip,
+        client_ip=_ip(client_ip),
         input_text=input_text,
-        output_label=ctx.output_label[:100],
+        output_label=ctx.output_label,
         experiment=ctx.experiment,
         variant=ctx.variant,
         unit=ctx.unit,
         shadow_of=ctx.shadow_of,
         filtered=dict(ctx.filtered),
     )
+    _normalize(row)
+    return row
+
+
+def _normalize(row: RequestLog) -> None:
+    """Make the row one the database takes whatever the request held: one refused row would
+    fail the whole COPY of its batch (gateway/record/log_writer.py)."""
+    for field in _TEXT_FIELDS:
+        setattr(row, field.attname, _text(getattr(row, field.attname), field.max_length))
+    for name, most in _INTEGER_MAX.items():
+        value = getattr(row, name)
+        if value is not None:
+            setattr(row, name, min(max(int(value), 0), most))
+    for field in _DECIMAL_FIELDS:
+        value = getattr(row, field.attname)
+        if value is not None:
+            bound = Decimal(10) ** (field.max_digits - field.decimal_places) - Decimal(10) ** -field.decimal_places
+            setattr(
+                row,
+                field.attname,
+                min(max(Decimal(value), -bound), bound).quantize(Decimal(10) ** -field.decimal_places),
+            )
+    row.route = [_text(str(step), 500) for step in row.route] if isinstance(row.route, list) else []
+
+
+def _method(method) -> str:
+    method = str(method or "").upper()
+    return method if method in METHODS else "OTHER"
+
+
+def _text(value, max_length: int | None) -> str:
+    """A string PostgreSQL stores: no NUL, no lone surrogate, at most `max_length` characters."""
+    text = str(value or "").replace("\x00", "")
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    return text[:max_length] if max_length else text
+
+
+def _ip(value) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value)) if value else None
+    except ValueError:
+        return None

@@ -7,6 +7,7 @@ apply to every item too, and `_run_item` is the place for per-request checks tha
 elsewhere (docs/decisions/0010-batch-jobs.md, "Limits and budgets").
 """
 
+import copy
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,13 +48,24 @@ class Outcome:
 
 
 def run_items(job: BatchJob, items: list[BatchItem]) -> list[Outcome]:
+    # The job's version was chosen, and a pin of the caller's checked, at submission
+    # (pipeline.route): its items run on it even where that is a draft (an experiment's variant).
+    key = copy.copy(job.api_key)
+    key.may_pin_drafts = True
     with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="batch-item") as threads:
-        return list(threads.map(lambda item: _run_item(job, item), items))
+        return list(threads.map(lambda item: _run_item(job, key, item), items))
 
 
-def _run_item(job: BatchJob, item: BatchItem) -> Outcome:
+def failure_reason(job_id, exc: Exception) -> str:
+    """What a job's owner reads of the transient failure it was given up on: the error itself
+    (a database's host, port and user) goes to the log only."""
+    logger.warning("Batch %s: gave up on a transient failure: %r", job_id, exc)
+    return exc.message if isinstance(exc, GatewayError) else "The gateway's database could not be reached."
+
+
+def _run_item(job: BatchJob, key, item: BatchItem) -> Outcome:
     ctx = RequestContext(request_id=item.request_id)
-    ctx.set_key(job.api_key)
+    ctx.set_key(key)
     started = time.perf_counter()
     outcome = Outcome(item=item, ctx=ctx, latency_ms=0.0)
     try:

@@ -1,4 +1,4 @@
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from rest_framework.exceptions import NotFound
 
 from gateway.models import APIKey
@@ -6,14 +6,11 @@ from inference.batches.models import BatchItem, BatchJob
 
 
 def batch_jobs_visible_to(key: APIKey) -> QuerySet[BatchJob]:
-    """The jobs a key may see and steer: those of its team's keys; a key with no team sees
-    its own and those of keys with the same owner. The one place that decides who sees a job."""
+    """The jobs a key may see and steer: those of its team's keys; a key with no team sees its
+    own only (an owner's keys may serve different teams). The one place that decides who sees a job."""
     if key.team_id is not None:
         return BatchJob.objects.filter(api_key__team_id=key.team_id)
-    same_tenant = Q(api_key=key)
-    if key.owner_id is not None:
-        same_tenant |= Q(api_key__owner_id=key.owner_id)
-    return BatchJob.objects.filter(same_tenant)
+    return BatchJob.objects.filter(api_key=key)
 
 
 def batch_job_visible_to(key: APIKey, job_id) -> BatchJob:

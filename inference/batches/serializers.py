@@ -1,8 +1,7 @@
-import json
-
 from django.conf import settings
 from rest_framework import serializers
 
+from gateway.api import parsers
 from inference.batches.models import BATCH_TASKS, ItemStatus
 from inference.models import Task
 from inference.serializers import StrictCharField
@@ -52,7 +51,9 @@ def _texts_from_jsonl(upload) -> list[str]:
         if not line.strip():
             continue  # blank lines, e.g. a trailing newline, are no items
         try:
-            value = json.loads(line)
+            value = parsers.loads(line)
+        except parsers.TooDeep as exc:
+            raise serializers.ValidationError({"file": [f"Line {number}: {exc}"]}) from None
         except ValueError:
             raise serializers.ValidationError({"file": [f"Line {number} is not valid JSON."]}) from None
         if isinstance(value, dict):

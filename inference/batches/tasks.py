@@ -18,7 +18,8 @@ def process_batch_chunk(self, job_id: str, start: int, stop: int) -> None:
         services.batch_chunk_process(job_id=job_id, start=start, stop=stop)
     except processing.TRANSIENT_ERRORS as exc:
         if self.request.retries >= self.max_retries:
-            services.batch_job_fail(job_id=job_id, reason=f"Gave up after {self.max_retries} retries: {exc}")
+            reason = f"Gave up after {self.max_retries} retries: {processing.failure_reason(job_id, exc)}"
+            services.batch_job_fail(job_id=job_id, reason=reason)
             return
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
 

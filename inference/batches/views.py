@@ -6,11 +6,11 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.parsers import JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.api.parsers import FormEncodedJSONParser
+from gateway.api.parsers import FormEncodedJSONParser, JSONParser
 from inference.batches import selectors, services
 from inference.batches.models import BatchJob, JobStatus
 from inference.batches.serializers import (

@@ -5,7 +5,6 @@ from inference.models.traffic_rules import FallbackChain, FallbackStep, RoutingR
 from inference.models.training_runs import TrainingRun, TrainingStatus
 from inference.models.versions import (
     BACKEND_TASKS,
-    DETERMINISTIC_BACKENDS,
     LOCAL_BACKENDS,
     Backend,
     CacheScope,
@@ -16,7 +15,6 @@ from inference.models.versions import (
 
 __all__ = [
     "BACKEND_TASKS",
-    "DETERMINISTIC_BACKENDS",
     "LOCAL_BACKENDS",
     "Backend",
     "CacheScope",

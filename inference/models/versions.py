@@ -40,14 +40,12 @@ LOCAL_BACKENDS = (Backend.TRANSFORMERS, Backend.ZERO_SHOT, Backend.EMBEDDING_HEA
 
 _PRICE: dict[str, Any] = {"max_digits": 12, "decimal_places": 8, "default": Decimal("0")}
 
-# Backends whose answer depends on the input alone: their cached answers may be shared.
-DETERMINISTIC_BACKENDS = {Backend.TRANSFORMERS, Backend.ZERO_SHOT}
-
 
 class CacheScope(models.TextChoices):
-    AUTO = "auto", "Automatic: shared for deterministic local models, per team otherwise"
-    SHARED = "shared", "Shared by every team"
+    # Per team unless an operator says otherwise: a hit shared across teams tells one tenant
+    # what another sent (docs/decisions/0045-request-path-integrity.md).
     TEAM = "team", "Per team (per key for keys without a team)"
+    SHARED = "shared", "Shared by every team"
 
 
 class ModelVersion(models.Model):
@@ -97,8 +95,9 @@ class ModelVersion(models.Model):
     cache_scope = models.CharField(
         max_length=8,
         choices=CacheScope.choices,
-        default=CacheScope.AUTO,
-        help_text="Whether one team may receive an answer cached for another.",
+        default=CacheScope.TEAM,
+        help_text="Whether one team may receive an answer cached for another (shared: a hit tells one team "
+        "that another sent the same input).",
     )
     cache_sampled = models.BooleanField(
         "cache sampled answers",
@@ -119,10 +118,13 @@ class ModelVersion(models.Model):
         help_text="SSNs, card numbers and the admin's filter patterns in answers and stored texts; "
         "an API key may override it.",
     )
+    # Chat output bounds (docs/decisions/0046-bounded-llm-requests.md): a request over the cap is
+    # refused; one without max_tokens gets the default, which is also what it reserves.
+    max_tokens_cap = models.PositiveIntegerField(
+        "max_tokens cap", default=4096, help_text="Chat: the most max_tokens a request may ask for (more is a 400)."
+    )
     default_max_tokens = models.PositiveIntegerField(
-        null=True,
-        blank=True,
-        help_text="Chat: sent as max_tokens when a request sets neither max_tokens nor max_completion_tokens.",
+        "default max_tokens", default=500, help_text="Chat: the max_tokens sent upstream when a request sets none."
     )
     notes = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -169,6 +171,8 @@ class ModelVersion(models.Model):
             raise ValidationError({"config": 'An embedding head needs {"encoder": "<source of its encoder>"}.'})
         if self.max_batch_size < 1:
             raise ValidationError({"max_batch_size": "At least 1."})
+        if not 1 <= self.default_max_tokens <= self.max_tokens_cap:
+            raise ValidationError({"default_max_tokens": "Between 1 and the max_tokens cap."})
 
     @property
     def is_local(self) -> bool:
@@ -180,8 +184,6 @@ class ModelVersion(models.Model):
 
     @property
     def cache_is_shared(self) -> bool:
-        if self.cache_scope == CacheScope.AUTO:
-            return self.backend in DETERMINISTIC_BACKENDS
         return self.cache_scope == CacheScope.SHARED
 
     def promote(self) -> list["ModelVersion"]:

@@ -3,9 +3,15 @@ retries; the JSON passed through and costed from its `usage`; streams relayed ev
 
 The pipeline calls `check`, `cache_key`, `estimate`, `serve`, `to_cache` and `from_cache`
 (inference/runners/local.py has the same six), and `open_stream` and `relay` for a stream.
+
+What reaches a provider is bounded (docs/decisions/0046-bounded-llm-requests.md): only the
+parameters its allowlist names, and a chat's max_tokens within the version's cap (its default
+when the request sets none). A call, its retries and fallbacks included, ends by
+GATEWAY_UPSTREAM_DEADLINE_S; a stream by GATEWAY_STREAM_DEADLINE_S.
 """
 
 import base64
+import copy
 import itertools
 import json
 import logging
@@ -16,7 +22,7 @@ from functools import partial
 import urllib3
 from django.conf import settings
 
-from gateway.api.errors import InvalidInput, UpstreamFailed, UpstreamUnavailable
+from gateway.api.errors import InvalidInput, UpstreamFailed, UpstreamRefused, UpstreamUnavailable
 from gateway.db import release_connection
 from gateway.filters.content import StreamFilter
 from gateway.limits.admission import Reservation
@@ -24,7 +30,8 @@ from gateway.metrics import families
 from gateway.record.context import RequestContext
 from inference import pricing, upstream_client
 from inference.breaker import Breaker
-from inference.models import ModelVersion, Task
+from inference.models import ModelVersion, Provider, Task
+from inference.models.providers import DROPPED_PARAMETERS
 
 _PATHS: dict[str, str] = {Task.CHAT: "/chat/completions", Task.EMBEDDINGS: "/embeddings"}
 # What the cache key leaves out of the body: the inputs are keyed apart, the rest never changes an answer.
@@ -34,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 
 def check(version: ModelVersion, texts: list[str]) -> None:
-    """Upstreams bound their own inputs, and say so with a 400 that reaches the caller."""
+    """Messages are bounded by the chat serializer, parameters by `estimate` (before anything is reserved)."""
 
 
 def cache_key(texts: list[str], body: dict) -> dict:
@@ -71,40 +78,93 @@ def open_stream(ctx: RequestContext, versions: list[ModelVersion], body: dict):
 
 def estimate(versions: list[ModelVersion], texts: list[str], body: dict) -> dict:
     """Upper bounds to reserve: a token is at least one byte of the prompt, plus a few per
-    message, plus the tokens the answer may use; priced at the dearest candidate."""
+    message, plus `n` answers of max_tokens each; for the most costly candidate. A request
+    the first candidate's provider or cap refuses is a 400 here, before anything is reserved."""
+    if refusal := _refusal(versions[0], body):
+        raise InvalidInput(f"Not accepted for this model: {', '.join(refusal)}.", fields=refusal)
     messages = body.get("messages") or []
     prompt_tokens = len("\n".join(texts).encode()) + 4 * len(messages) + 2
-    answer_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 0
-    if messages and not answer_tokens:
-        caps = [version.default_max_tokens or 0 for version in versions]
-        answer_tokens = max(caps) if all(caps) else settings.GATEWAY_CHAT_MAX_TOKENS_ESTIMATE
-    cost = max(pricing.cost_of(version, prompt_tokens, answer_tokens) for version in versions)
-    return {"tokens": prompt_tokens + answer_tokens, "cost": cost}
+    answers = (body.get("n") or 1) if messages else 0
+    tokens = max(prompt_tokens + answers * _max_tokens(version, body) for version in versions)
+    cost = max(pricing.cost_of(version, prompt_tokens, answers * _max_tokens(version, body)) for version in versions)
+    return {"tokens": tokens, "cost": cost}
+
+
+def _provider(version: ModelVersion) -> Provider:
+    assert version.provider is not None  # ModelVersion.clean() requires one for an upstream version
+    return version.provider
+
+
+def _refusal(version: ModelVersion, body: dict) -> dict[str, list[str]]:
+    """Why the version's provider may not receive this request (field -> errors); empty if it may."""
+    allowed = set(_provider(version).allowed_parameters) | {"model"}  # the model is always the version's
+    refused = {
+        name: ["This parameter is not accepted for this model."]
+        for name in sorted(body)
+        if name not in allowed and name not in DROPPED_PARAMETERS
+    }
+    requested = _requested_max_tokens(body)
+    if "messages" in body and requested is not None and requested > version.max_tokens_cap:
+        field = "max_completion_tokens" if body.get("max_completion_tokens") else "max_tokens"
+        refused[field] = [f"At most {version.max_tokens_cap} for this model."]
+    return refused
+
+
+def _requested_max_tokens(body: dict) -> int | None:
+    return body.get("max_completion_tokens") or body.get("max_tokens")
+
+
+def _max_tokens(version: ModelVersion, body: dict) -> int:
+    return _requested_max_tokens(body) or version.default_max_tokens
+
+
+def _upstream_body(version: ModelVersion, body: dict) -> dict:
+    """What the provider receives: the allowed parameters, the upstream model name, and for a
+    chat the max_tokens it may answer with (the version's default when the request sets none)."""
+    allowed = set(_provider(version).allowed_parameters)
+    bounded = {name: value for name, value in body.items() if name in allowed}
+    bounded["model"] = version.upstream_model
+    if "messages" in body and _requested_max_tokens(body) is None:
+        bounded["max_tokens"] = version.default_max_tokens
+    return bounded
+
+
+class _DeadlinePassed(Exception):
+    """The call's deadline passed: neither retried nor tried on another version."""
 
 
 def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict, *, stream: bool):
     release_connection()
     path = _PATHS[versions[0].task]
+    deadline = time.monotonic() + settings.GATEWAY_UPSTREAM_DEADLINE_S
     all_open = True
     for position, version in enumerate(versions):
         breaker = Breaker(version.pk)
         if not breaker.allow():
             ctx.route.append(f"{version}: skipped, circuit open")
             continue
+        if position and (refusal := _refusal(version, body)):
+            ctx.route.append(f"{version}: skipped, does not accept {', '.join(refusal)}")
+            continue
         all_open = False
         ctx.set_version(version)
-        ctx.provider = version.provider.name  # type: ignore[union-attr]  # clean() requires it upstream
-        payload = json.dumps({**_capped(version, body), "model": version.upstream_model}).encode()
+        ctx.provider = _provider(version).name
+        payload = json.dumps(_upstream_body(version, body)).encode()
         started = time.perf_counter()
         try:
             result = upstream_client.with_retries(
-                version.provider,  # type: ignore[arg-type]
-                partial(_attempt, ctx, version, path, payload, stream),
+                _provider(version),
+                partial(_attempt, ctx, version, path, payload, stream, deadline),
                 on_retry=partial(_count_retry, version),
             )
         except upstream_client.UpstreamRejected as exc:
             ctx.route.append(f"{version}: rejected the request")
-            raise InvalidInput(fields={"upstream": [str(exc)]}) from exc
+            # The provider's words name it and may echo its configuration: the log keeps them.
+            logger.warning("Request %s: %s", ctx.request_id, exc)
+            raise UpstreamRefused() from exc
+        except _DeadlinePassed:
+            ctx.route.append(f"{version}: deadline of {settings.GATEWAY_UPSTREAM_DEADLINE_S:g} s passed")
+            raise UpstreamFailed("No upstream answered within the gateway's deadline.") from None
         except upstream_client.UpstreamError as exc:
             breaker.record_failure()
             ctx.route.append(f"{version}: {exc}")
@@ -117,7 +177,7 @@ def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict
         ctx.route.append(f"{version}: ok")
         ctx.fallback_used = position > 0
         if stream:
-            return (*result, version)
+            return (*result, version, time.monotonic() + settings.GATEWAY_STREAM_DEADLINE_S)
         _charge_from_usage(ctx, version, json.loads(result).get("usage"))
         return result
     if all_open:
@@ -125,18 +185,15 @@ def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict
     raise UpstreamFailed()
 
 
-def _capped(version: ModelVersion, body: dict) -> dict:
-    """The body with the version's default answer cap when the caller set none."""
-    if not version.default_max_tokens or "messages" not in body:
-        return body
-    if body.get("max_tokens") or body.get("max_completion_tokens"):
-        return body
-    return {**body, "max_tokens": version.default_max_tokens}
-
-
-def _attempt(ctx: RequestContext, version: ModelVersion, path: str, payload: bytes, stream: bool):
+def _attempt(ctx: RequestContext, version: ModelVersion, path: str, payload: bytes, stream: bool, deadline: float):
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise _DeadlinePassed()
     ctx.attempts += 1
-    response = upstream_client.post(version.provider, path, payload, stream=stream)  # type: ignore[arg-type]
+    # Each read may wait the provider's timeout, but no longer than the call has left.
+    provider = copy.copy(_provider(version))
+    provider.timeout_s = min(provider.timeout_s, remaining)
+    response = upstream_client.post(provider, path, payload, stream=stream)
     if not stream:
         return response.data
     # Read up to the first event now, so that a failure before the first byte can be retried.
@@ -165,14 +222,16 @@ def relay(
     """The stream's events for the client, their content passed through `guard` (the content
     filter) when there is one. A stream that breaks after its first event ends with an SSE
     error event and the row is marked truncated; usage is settled when it ends."""
-    response, lines, version = opened
+    response, lines, version, deadline = opened
     wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     usage = None
     content_chunks = 0
     started = time.perf_counter()
+    finished = False
     try:
-        finished = False
         for line in lines:
+            if time.monotonic() > deadline:
+                raise _DeadlinePassed()
             if not line.startswith(b"data:"):
                 continue
             data = line[5:].strip()
@@ -212,7 +271,16 @@ def relay(
             }
         }
         yield b"data: " + json.dumps(error).encode() + b"\n\n"
+    except _DeadlinePassed:
+        ctx.truncated = True
+        ctx.error_type = "stream_deadline"
+        limit = settings.GATEWAY_STREAM_DEADLINE_S
+        message = f"The stream passed the gateway's deadline of {limit:g} s; the answer is incomplete."
+        error = {"error": {"type": "stream_deadline", "message": message, "request_id": str(ctx.request_id)}}
+        yield b"data: " + json.dumps(error).encode() + b"\n\n"
     finally:
+        if not finished:  # the rest of the body is unread: the connection cannot serve another call
+            response.close()
         response.release_conn()
         ctx.inference_ms += (time.perf_counter() - started) * 1000  # relaying is waiting on the upstream
         _charge_from_usage(ctx, version, usage or _estimated_usage(prompt, content_chunks))
