@@ -49,7 +49,7 @@ def test_an_upstream_answer_is_cached_as_json_and_served_byte_for_byte(authed, g
     (raw,) = _raw_entries().values()
     second = authed.post("/v1/chat/completions", CHAT, format="json")
 
-    assert json.loads(raw)["answer"]  # base64 of the upstream's body, in a JSON document
+    assert json.loads(raw)["answer"]  # the upstream's body as text, in a JSON document
     assert second.status_code == 200
     assert second.content == first.content
     assert len(standin.calls()) == 1

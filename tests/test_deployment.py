@@ -28,7 +28,19 @@ COMPOSE_SECRETS = {
     "POSTGRES_PASSWORD": "validation-only-pg",
     "REDIS_PASSWORD": "validation-only-redis",
 }
-LONG_RUNNING = {"postgres", "redis", "redis-cache", "llm", "web", "worker", "maintenance", "beat", "prometheus"}
+LONG_RUNNING = {
+    "loadbalancer",
+    "postgres",
+    "redis",
+    "redis-cache",
+    "llm",
+    "web",
+    "worker",
+    "maintenance",
+    "beat",
+    "prometheus",
+    "alertmanager",
+}
 
 
 def _compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -79,10 +91,10 @@ def test_docker_compose_refuses_to_start_without_each_secret(secret):
     assert secret in result.stderr
 
 
-def test_only_the_web_service_publishes_a_port(compose):
+def test_only_the_load_balancer_publishes_a_port(compose):
     publishing = {name for name, service in compose["services"].items() if service.get("ports")}
 
-    assert publishing == {"web"}
+    assert publishing == {"loadbalancer"}
 
 
 def test_networks_keep_the_databases_and_the_local_llm_apart(compose):
@@ -91,14 +103,14 @@ def test_networks_keep_the_databases_and_the_local_llm_apart(compose):
 
     assert on["llm"] == {"web", "llm"}
     assert on["data"] == {"postgres", "redis", "redis-cache", "migrate", "web", "worker", "maintenance", "beat"}
-    assert on["metrics"] == {"web", "prometheus"}
+    assert on["metrics"] == {"web", "prometheus", "alertmanager"}
     assert _networks(services["llm"]) == {"llm"}
     assert _networks(services["prometheus"]) == {"metrics"}
-    # Only web reaches outside (upstream providers); the rest cannot reach anything else.
+    # Only the balancer, web (upstream providers) and alertmanager (its webhook) reach outside.
     assert {network for network, config in compose["networks"].items() if not (config or {}).get("internal")} == {
         "edge"
     }
-    assert on["edge"] == {"web"}
+    assert on["edge"] == {"loadbalancer", "web", "alertmanager"}
 
 
 def test_databases_have_credentials_from_the_environment(compose):
@@ -135,6 +147,8 @@ def test_every_service_has_a_healthcheck_that_fits_it(compose):
     assert "celerybeat-schedule" in check["beat"] and "-mmin" in check["beat"]
     assert services["beat"]["environment"]["CELERY_BEAT_SCHEDULE_FILENAME"].startswith("/tmp/celerybeat-schedule")
     assert "/-/ready" in check["prometheus"]
+    assert "/-/healthy" in check["alertmanager"]
+    assert "/dev/tcp/127.0.0.1/8000" in check["loadbalancer"]
     assert "healthcheck" not in services["web"]  # the image's own: /health
     # A one-off: docker-compose 1.x prints `disable: true` as test NONE.
     assert services["migrate"]["healthcheck"] in ({"disable": True}, {"test": ["NONE"]})

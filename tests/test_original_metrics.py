@@ -20,6 +20,15 @@ CHAT = "/v1/chat/completions"
 RESULT = "/batch_result/{task_id}"
 
 
+TOKEN = "scrape-secret"
+
+
+@pytest.fixture(autouse=True)
+def _metrics_token(settings):
+    """/metrics as deployed: behind its token."""
+    settings.GATEWAY_METRICS_TOKEN = TOKEN
+
+
 def _sample(name: str, **labels) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -55,7 +64,7 @@ def test_families_have_the_original_names_types_and_labels(authed, client, gpt, 
     assert _sample("prediction_requests_total", endpoint=RESULT, status="404") - before["result"] == 1
     assert _sample("model_errors_total", error_type="upstream_error") - before["upstream"] == 1
     assert _sample("model_errors_total", error_type="invalid_request") == before["invalid"]  # the client's error
-    body = client.get("/metrics").content.decode()
+    body = client.get("/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").content.decode()
     assert str(task_id) not in body
     families = _families(body)
     assert families["prediction_requests"].type == "counter"
@@ -81,6 +90,7 @@ def test_families_sum_the_traffic_of_two_worker_processes(standin, tmp_path):
     env = {
         "DATABASE_URL": served_database_url(),
         "WEB_WORKERS": "2",
+        "GATEWAY_METRICS_TOKEN": TOKEN,
         "WEB_THREADS": "8",
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "GATEWAY_ACCESS_LOG": "false",
@@ -132,5 +142,6 @@ def _worker_pids(directory) -> set[str]:
 
 
 def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=30) as response:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
         return response.read().decode()

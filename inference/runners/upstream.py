@@ -10,7 +10,6 @@ when the request sets none). A call, its retries and fallbacks included, ends by
 GATEWAY_UPSTREAM_DEADLINE_S; a stream by GATEWAY_STREAM_DEADLINE_S.
 """
 
-import base64
 import copy
 import itertools
 import json
@@ -55,12 +54,12 @@ def cache_key(texts: list[str], body: dict) -> dict:
 
 
 def to_cache(answer: bytes) -> str:
-    # The cache holds JSON: the body as it came, byte for byte, in base64.
-    return base64.b64encode(answer).decode("ascii")
+    # The cache holds JSON: the body as text (JSON is UTF-8, and this one was parsed for its usage).
+    return answer.decode()
 
 
 def from_cache(entry: str) -> bytes:
-    return base64.b64decode(entry)
+    return entry.encode()
 
 
 def serve(ctx: RequestContext, versions: list[ModelVersion], texts: list[str], body: dict) -> bytes:
