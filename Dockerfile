@@ -1,5 +1,5 @@
 # Two stages: the build stage has the compilers llama-cpp-python needs; the image that runs
-# has none of them, only the virtual environment built there (docs/decisions/0050-threat-model.md).
+# has none of them, only the virtual environment built there (docs/decisions/0052-threat-model.md).
 
 # --- build: every dependency into /opt/venv ---
 FROM python:3.11-bookworm AS build

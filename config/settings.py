@@ -2,7 +2,7 @@
 
 With nothing set the gateway runs on an embedded default: a SQLite file and a
 local-memory cache. Production sets DATABASE_URL (PostgreSQL) and REDIS_URL, and then
-refuses to start on a default secret (docs/decisions/0050-threat-model.md).
+refuses to start on a default secret (docs/decisions/0052-threat-model.md).
 
 Any variable may instead be read from a file named by <NAME>_FILE (compose secrets).
 """

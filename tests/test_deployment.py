@@ -1,5 +1,5 @@
 """The container stack: docker-compose.yml, the Dockerfile and .dockerignore, read as an
-attacker and an auditor would (docs/decisions/0050-threat-model.md)."""
+attacker and an auditor would (docs/decisions/0052-threat-model.md)."""
 
 import importlib.util
 import os

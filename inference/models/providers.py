@@ -143,5 +143,5 @@ def _is_internal_address(host: str) -> bool:
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        return False  # a name: where it resolves is the network's to restrict (docs/decisions/0050)
+        return False  # a name: where it resolves is the network's to restrict (docs/decisions/0052-threat-model.md)
     return address.is_private or address.is_loopback or address.is_link_local or address.is_reserved
