@@ -38,7 +38,7 @@ def _train(sst2_file, *extra):
 
 
 @pytest.mark.django_db
-def test_trained_head_beats_chance_and_races_the_zero_shot_default(sst2_file, model_store, authed, client):
+def test_trained_head_beats_chance_and_races_the_default(sst2_file, model_store, authed, client):
     output = _train(sst2_file, "--limit", str(SLICE), "--model-version", "sst2-head")
 
     trained = ModelVersion.objects.get(name="sentiment", version="sst2-head")
@@ -57,7 +57,7 @@ def test_trained_head_beats_chance_and_races_the_zero_shot_default(sst2_file, mo
     assert AuditEvent.objects.get(model_version=trained).action == AuditAction.REGISTER
 
     default = ModelVersion.objects.get(name="sentiment", status=Status.PRODUCTION)
-    experiment = started_experiment(("zero-shot", default, 50), ("trained", trained, 50))
+    experiment = started_experiment(("default", default, 50), ("trained", trained, 50))
     answers = {}
     for i in range(30):
         body = authed.post(
@@ -67,9 +67,9 @@ def test_trained_head_beats_chance_and_races_the_zero_shot_default(sst2_file, mo
             HTTP_X_USER_ID=f"reviewer-{i}",
         ).json()
         answers.setdefault(body["variant"], set()).add((body["model_version"], body["label"]))
-    assert answers == {"zero-shot": {(default.version, "POSITIVE")}, "trained": {("sst2-head", "POSITIVE")}}
+    assert answers == {"default": {(default.version, "POSITIVE")}, "trained": {("sst2-head", "POSITIVE")}}
     by_variant = {v.name: v for v in statistics.for_experiment(experiment).variants}
-    assert by_variant["zero-shot"].requests + by_variant["trained"].requests == 30
+    assert by_variant["default"].requests + by_variant["trained"].requests == 30
 
 
 @pytest.mark.django_db
@@ -83,7 +83,7 @@ def test_training_refuses_what_it_cannot_use(sst2_file, model_store, tmp_path):
         _train(tmp_path / "missing.tsv")
     with pytest.raises(CommandError, match="not a served embeddings version"):
         call_command("trainclassifier", "--data", str(sst2_file), "--base", "sentiment", "--name", "x")
-    assert not ModelVersion.objects.filter(backend=Backend.EMBEDDING_HEAD).exists()
+    assert not ModelVersion.objects.filter(status=Status.DRAFT).exists()
 
 
 @pytest.mark.django_db(transaction=True)

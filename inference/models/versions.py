@@ -39,7 +39,7 @@ LOCAL_BACKENDS = (Backend.TRANSFORMERS, Backend.ZERO_SHOT, Backend.EMBEDDING_HEA
 _PRICE = {"max_digits": 12, "decimal_places": 8, "default": Decimal("0")}
 
 # Backends whose answer depends on the input alone: their cached answers may be shared.
-DETERMINISTIC_BACKENDS = {Backend.TRANSFORMERS, Backend.ZERO_SHOT}
+DETERMINISTIC_BACKENDS = {Backend.TRANSFORMERS, Backend.ZERO_SHOT, Backend.EMBEDDING_HEAD}
 
 
 class CacheScope(models.TextChoices):
