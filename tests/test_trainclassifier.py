@@ -8,7 +8,7 @@ from django.db import connection
 
 from experiments import statistics
 from gateway.models import AuditAction, AuditEvent, RequestLog
-from inference.models import Backend, ModelVersion, Status, TrainingRun, TrainingStatus
+from inference.models import Backend, Evaluation, ModelVersion, Status, TrainingRun, TrainingStatus
 from inference.training import file_sha256
 from tests.factories import started_experiment
 from tests.servers import celery_worker, served_database_url
@@ -38,7 +38,7 @@ def _train(sst2_file, *extra):
 
 
 @pytest.mark.django_db
-def test_trained_head_beats_chance_and_races_the_default(sst2_file, model_store, authed, client):
+def test_trained_head_beats_chance_is_evaluated_and_races_the_default(sst2_file, model_store, authed, client):
     output = _train(sst2_file, "--limit", str(SLICE), "--model-version", "sst2-head")
 
     trained = ModelVersion.objects.get(name="sentiment", version="sst2-head")
@@ -55,6 +55,10 @@ def test_trained_head_beats_chance_and_races_the_default(sst2_file, model_store,
     assert trained.data_sha256 == file_sha256(sst2_file)
     assert (model_store / "sentiment" / "sst2-head" / "head.pt").is_file()
     assert AuditEvent.objects.get(model_version=trained).action == AuditAction.REGISTER
+    evaluation = Evaluation.objects.get(version=trained)
+    assert evaluation.examples == 200
+    assert evaluation.accuracy == pytest.approx(metrics["heldout_accuracy"], abs=0.01)  # batches pad differently
+    assert evaluation.split == "validation split: holdout 0.2 of the first 1000 examples of the shuffled file (seed 0)"
 
     default = ModelVersion.objects.get(name="sentiment", status=Status.PRODUCTION)
     experiment = started_experiment(("default", default, 50), ("trained", trained, 50))
@@ -102,6 +106,8 @@ def test_admin_queues_training_on_a_celery_worker_that_reports_progress(sst2_fil
                 "label_names": '{"0": "NEGATIVE", "1": "POSITIVE"}',
                 "limit": "300",
                 "holdout": "0.2",
+                "method": "head",
+                "epochs": "3",
             },
         )
         assert response.status_code == 302
@@ -117,6 +123,7 @@ def test_admin_queues_training_on_a_celery_worker_that_reports_progress(sst2_fil
     assert run.result.metrics["heldout_examples"] == 60
     listing = operator.get("/admin/inference/trainingrun/").content.decode()
     assert "100%" in listing and "Registered sentiment:from-admin" in listing
+    assert Evaluation.objects.get(version=run.result).examples == 60
     assert AuditEvent.objects.get(model_version=run.result).actor == "ops-admin"
 
 
@@ -130,6 +137,8 @@ def test_training_run_form_refuses_a_missing_file(operator, tmp_path):
             "name": "s",
             "holdout": "0.2",
             "label_names": "{}",
+            "method": "head",
+            "epochs": "3",
         },
     )
 
