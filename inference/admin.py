@@ -3,10 +3,25 @@ import uuid
 
 from django.contrib import admin, messages
 from django.db import models, transaction
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from gateway.admin import AuditEventInline
 from gateway.record import audit
-from inference.models import FallbackChain, FallbackStep, ModelVersion, Provider, RoutingRule, Status, TrainingRun
+from inference.evaluation import side_by_side
+from inference.models import (
+    Evaluation,
+    FallbackChain,
+    FallbackStep,
+    ModelVersion,
+    Provider,
+    RoutingRule,
+    Status,
+    TrainingRun,
+)
 from inference.provider_calls import provider_models
 from inference.services import model_version_archive, model_version_promote, model_version_register
 from inference.tasks import train_classifier_run
@@ -16,6 +31,152 @@ logger = logging.getLogger(__name__)
 
 class VersionHistoryInline(AuditEventInline):
     fk_name = "model_version"
+
+
+# --- evaluations: listed on their version, each readable in full, two compared side by side ---
+
+EVALUATION_SUMMARY = ("data_name", "examples", "accuracy", "macro_f1", "ece", "throughput", "created_at")
+
+
+class EvaluationInline(admin.TabularInline):
+    model = Evaluation
+    fields = ("link", *EVALUATION_SUMMARY)
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Evaluation")
+    def link(self, obj):
+        return format_html('<a href="{}">#{}</a>', reverse("admin:inference_evaluation_change", args=[obj.pk]), obj.pk)
+
+    @admin.display(description="Data")
+    def data_name(self, obj):
+        return obj.data_name
+
+
+def _compare_url(first: Evaluation, second: Evaluation) -> str:
+    return f"{reverse('admin:inference_evaluation_compare')}?first={first.pk}&second={second.pk}"
+
+
+@admin.action(description="Compare evaluations side by side (select two versions)", permissions=["view"])
+def compare_versions(modeladmin, request, queryset):
+    """The latest evaluations of two versions, on the same data where they share one."""
+    versions = list(queryset[:3])
+    if len(versions) != 2:
+        modeladmin.message_user(request, "Select exactly two versions to compare.", messages.ERROR)
+        return None
+    first, second = (list(v.evaluations.all()) for v in versions)
+    if not first or not second:
+        missing = ", ".join(str(v) for v, e in zip(versions, (first, second), strict=True) if not e)
+        modeladmin.message_user(request, f"No evaluation of {missing} yet: run evaluatemodel.", messages.ERROR)
+        return None
+    shared = [(a, b) for a in first for b in second if a.data_sha256 == b.data_sha256 and a.split == b.split]
+    pair = shared[0] if shared else (first[0], second[0])
+    return HttpResponseRedirect(_compare_url(*pair))
+
+
+@admin.register(Evaluation)
+class EvaluationAdmin(admin.ModelAdmin):
+    list_display = ("pk", "version", *EVALUATION_SUMMARY)
+    list_filter = ("version__name",)
+    search_fields = ("version__name", "version__version", "data_path")
+    fields = (
+        "version", "data_path", "split", "data_sha256", "examples", "accuracy", "macro_f1", "ece", "throughput",
+        "per_label", "confusion", "calibration", "created_by", "created_at",
+    )  # fmt: skip
+    readonly_fields = fields
+    actions = ["compare"]
+
+    def has_add_permission(self, request):
+        return False  # evaluations come from evaluatemodel and training runs
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="Data")
+    def data_name(self, obj):
+        return obj.data_name
+
+    @admin.display(description="Per label")
+    def per_label(self, obj):
+        return _per_label_table(obj)
+
+    @admin.display(description="Confusion matrix (rows: true label, columns: predicted)")
+    def confusion(self, obj):
+        return _confusion_table(obj)
+
+    @admin.display(description="Calibration (confidence bins)")
+    def calibration(self, obj):
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (f"{b['from']:.1f}-{b['to']:.1f}", b["count"], f"{b['accuracy']:.3f}", f"{b['confidence']:.3f}")
+                for b in obj.report["calibration"]
+            ),
+        )
+        head = "<tr><th>confidence</th><th>examples</th><th>accuracy</th><th>mean confidence</th></tr>"
+        return format_html("<table>{}{}</table>", format_html(head), rows)
+
+    @admin.action(description="Compare side by side (select two)", permissions=["view"])
+    def compare(self, request, queryset):
+        if queryset.count() != 2:
+            self.message_user(request, "Select exactly two evaluations to compare.", messages.ERROR)
+            return None
+        first, second = queryset.order_by("created_at")
+        return HttpResponseRedirect(_compare_url(first, second))
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.compare_view)
+        return [path("compare/", view, name="inference_evaluation_compare"), *super().get_urls()]
+
+    def compare_view(self, request):
+        if not self.has_view_permission(request):
+            return HttpResponseRedirect(reverse("admin:index"))
+        first = get_object_or_404(Evaluation.objects.select_related("version"), pk=request.GET.get("first"))
+        second = get_object_or_404(Evaluation.objects.select_related("version"), pk=request.GET.get("second"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{first.version} vs {second.version}",
+            "opts": self.model._meta,
+            "first": first,
+            "second": second,
+            "same_data": first.data_sha256 == second.data_sha256 and first.split == second.split,
+            "rows": side_by_side(first, second),
+            "confusions": [(first, _confusion_table(first)), (second, _confusion_table(second))],
+        }
+        return TemplateResponse(request, "admin/inference/evaluation/compare.html", context)
+
+
+def _per_label_table(evaluation: Evaluation):
+    rows = format_html_join(
+        "",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        (
+            (label, f"{f['precision']:.4f}", f"{f['recall']:.4f}", f"{f['f1']:.4f}", f["support"])
+            for label, f in evaluation.report["per_label"].items()
+        ),
+    )
+    head = "<tr><th>label</th><th>precision</th><th>recall</th><th>F1</th><th>support</th></tr>"
+    return format_html("<table>{}{}</table>", format_html(head), rows)
+
+
+def _confusion_table(evaluation: Evaluation):
+    labels = evaluation.report["confusion"]["labels"]
+    head = format_html_join("", "<th>{}</th>", ((label,) for label in labels))
+    rows = format_html_join(
+        "",
+        "<tr><th>{}</th>{}</tr>",
+        (
+            (label, format_html_join("", "<td>{}</td>", ((count,) for count in row)))
+            for label, row in zip(labels, evaluation.report["confusion"]["matrix"], strict=True)
+        ),
+    )
+    return format_html("<table><tr><th></th>{}</tr>{}</table>", head, rows)
 
 
 @admin.register(ModelVersion)
@@ -46,8 +207,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
         ("Answers", {"fields": ("content_filter",)}),
         ("History", {"fields": ("created_at", "updated_at", "promoted_at")}),
     )
-    inlines = [VersionHistoryInline]
-    actions = ["promote", "archive"]
+    inlines = [VersionHistoryInline, EvaluationInline]
+    actions = ["promote", "archive", compare_versions]
 
     @admin.display(boolean=True, description="Priced")
     def priced(self, obj):
@@ -169,14 +330,27 @@ class RoutingRuleAdmin(admin.ModelAdmin):
 class TrainingRunAdmin(admin.ModelAdmin):
     """Train a classifier on a Celery worker; the list shows each run's progress."""
 
-    list_display = ("name", "data_path", "base", "status", "progress_percent", "result", "message", "created_at")
-    list_filter = ("status",)
-    fields = ("data_path", "base", "name", "version", "label_names", "limit", "holdout")
+    list_display = (
+        "name", "method", "data_path", "base", "status", "progress_percent", "result", "message", "created_at",
+    )  # fmt: skip
+    list_filter = ("status", "method")
+    fields = (
+        "data_path",
+        "base",
+        "name",
+        "version",
+        "label_names",
+        "limit",
+        "holdout",
+        "method",
+        "epochs",
+        "max_minutes",
+    )
     readonly_fields = ("status", "progress", "message", "result", "requested_by", "created_at", "finished_at")
 
     @admin.display(description="Progress")
     def progress_percent(self, obj):
-        return f"{obj.progress}%"
+        return format_html('<progress value="{}" max="100"></progress> {}%', obj.progress, obj.progress)
 
     def get_fields(self, request, obj=None):
         return self.fields + (self.readonly_fields if obj else ())

@@ -1,7 +1,8 @@
 from celery import shared_task
 from django.utils import timezone
 
-from inference.models import TrainingRun, TrainingStatus
+from inference.fine_tuning import FineTuning, fine_tune_classifier
+from inference.models import TrainingMethod, TrainingRun, TrainingStatus
 from inference.training import TrainingError, train_classifier
 
 
@@ -20,18 +21,23 @@ def train_classifier_run(run_id: int) -> None:
     def progress(percent: int, message: str) -> None:
         TrainingRun.objects.filter(pk=run_id).update(progress=percent, message=message)
 
+    common = {
+        "data_path": run.data_path,
+        "base": run.base,
+        "name": run.name,
+        "version": run.version,
+        "label_names": run.label_names,
+        "limit": run.limit,
+        "holdout": run.holdout,
+        "actor": run.requested_by or "training task",
+        "progress": progress,
+    }
     try:
-        version = train_classifier(
-            data_path=run.data_path,
-            base=run.base,
-            name=run.name,
-            version=run.version,
-            label_names=run.label_names,
-            limit=run.limit,
-            holdout=run.holdout,
-            actor=run.requested_by or "training task",
-            progress=progress,
-        )
+        if run.method == TrainingMethod.FINE_TUNE:
+            options = FineTuning(epochs=run.epochs, max_minutes=run.max_minutes)
+            version = fine_tune_classifier(**common, options=options)
+        else:
+            version = train_classifier(**common)
     except Exception as exc:
         message = str(exc) if isinstance(exc, TrainingError) else f"{exc.__class__.__name__}: {exc}"
         TrainingRun.objects.filter(pk=run_id).update(

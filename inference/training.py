@@ -2,12 +2,13 @@
 
 Logistic regression (one linear layer, L2-regularised, fitted with L-BFGS) on the unit
 sentence embeddings. The encoder is shared with the versions already serving it, so a
-trained head costs one small matrix product per batch on top of the embedding.
+trained head costs one small matrix product per batch on top of the embedding. The pieces
+every training method shares (reading and splitting the data, saving atomically, registering
+the draft and evaluating it on its validation split) are here too; fine-tuning the encoder
+itself is inference/fine_tuning.py.
 """
 
-import hashlib
 import os
-import random
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from django.utils import timezone
 from inference import registry
 from inference.backends.embedding_head import save_head
 from inference.backends.loading import encoder_for
+from inference.evaluation import model_version_evaluate
+from inference.labelled_data import Example, TrainingError, describe_split, file_sha256, read_examples, split
 from inference.models import Backend, ModelVersion, Status, Task
 from inference.services import model_version_register
 
@@ -33,60 +36,100 @@ LBFGS_STEPS = 200
 Progress = Callable[[int, str], None]
 
 
-class TrainingError(Exception):
-    """The data or the request cannot produce a version; the message says why."""
-
-
 @dataclass(frozen=True)
-class Example:
-    text: str
-    label: str
+class TrainingData:
+    """A labelled file read, hashed and split for training."""
+
+    path: Path
+    sha256: str
+    train: list[Example]
+    validation: list[Example]
+    labels: list[str]
+    split: str
+
+    def summary(self) -> dict:
+        """The metrics every trained version records about its data."""
+        majority = Counter(e.label for e in self.train).most_common(1)[0][0]
+        return {
+            "majority_baseline": _accuracy([majority] * len(self.validation), self.validation),
+            "train_examples": len(self.train),
+            "heldout_examples": len(self.validation),
+            "label_counts": dict(Counter(e.label for e in self.train + self.validation)),
+            "split": self.split,
+        }
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def prepare(
+    *,
+    data_path: str,
+    base: str,
+    name: str,
+    version: str,
+    default_prefix: str,
+    label_names: dict[str, str] | None,
+    limit: int | None,
+    holdout: float,
+    seed: int,
+) -> tuple[ModelVersion, str, TrainingData]:
+    """Check a training request and read its data: (the encoder version, the new version string, the data)."""
+    path = Path(data_path)
+    if not path.is_file():
+        raise TrainingError(f"No file at {data_path}.")
+    encoder_version = registry.resolve(base, task=Task.EMBEDDINGS)
+    if encoder_version is None or encoder_version.backend != Backend.TRANSFORMERS:
+        raise TrainingError(f"'{base}' is not a served embeddings version to train on.")
+    version = version or f"{default_prefix}-{timezone.now():%Y%m%d-%H%M%S}"
+    if ModelVersion.objects.filter(name=name, version=version).exists():
+        raise TrainingError(f"{name}:{version} already exists.")
+    if (settings.MODEL_STORE / name / version).exists():
+        raise TrainingError(f"{settings.MODEL_STORE / name / version} already exists.")
+    train, validation = split(read_examples(path, label_names), holdout=holdout, limit=limit, seed=seed)
+    data = TrainingData(
+        path=path,
+        sha256=file_sha256(path),
+        train=train,
+        validation=validation,
+        labels=sorted({e.label for e in train}),
+        split=describe_split(holdout=holdout, limit=limit, seed=seed),
+    )
+    return encoder_version, version, data
 
 
-def read_examples(path: Path, label_names: dict[str, str] | None = None) -> list[Example]:
-    """A TSV with a header line, the text in the first column and the label in the last.
+def register_trained(
+    unsaved: ModelVersion, *, data: TrainingData, actor: str, how: str, report: Progress
+) -> ModelVersion:
+    """Register a version saved under MODEL_STORE as a draft, audited, and evaluate it on its validation split."""
+    unsaved.status = Status.DRAFT
+    unsaved.data_sha256 = data.sha256
+    accuracy = unsaved.metrics["heldout_accuracy"]
+    model_version_register(
+        version=unsaved,
+        actor=actor,
+        message=f"{how} from {data.path} (sha256 {data.sha256[:12]}…): held-out accuracy "
+        f"{accuracy:.3f} vs majority baseline {unsaved.metrics['majority_baseline']:.3f}.",
+    )
+    total = len(data.validation)
+    model_version_evaluate(
+        version=unsaved,
+        examples=data.validation,
+        data_path=str(data.path),
+        data_sha256=data.sha256,
+        split=data.split,
+        actor=actor,
+        progress=lambda done: report(97, f"evaluating on the validation split: {done}/{total}"),
+    )
+    report(100, f"registered {unsaved} as a draft")
+    return unsaved
 
-    Split on tabs only, no CSV quoting: sentences may contain quote characters.
-    """
-    label_names = label_names or {}
-    examples = []
-    with path.open(encoding="utf-8") as handle:
-        header = handle.readline()
-        if "\t" not in header:
-            raise TrainingError(f"{path}: the first line must be a tab-separated header, e.g. 'sentence<TAB>label'.")
-        for number, line in enumerate(handle, start=2):
-            if not line.strip():
-                continue
-            columns = line.rstrip("\r\n").split("\t")
-            text, label = columns[0].strip(), columns[-1].strip()
-            if len(columns) < 2 or not text or not label:
-                raise TrainingError(f"{path}, line {number}: expected a text and a label separated by a tab.")
-            examples.append(Example(text, label_names.get(label, label)))
-    return examples
 
-
-def split(examples: list[Example], *, holdout: float, limit: int | None, seed: int) -> tuple[list, list]:
-    if not 0 < holdout < 1:
-        raise TrainingError("The held-out share must be between 0 and 1.")
-    examples = list(examples)
-    random.Random(seed).shuffle(examples)
-    if limit:
-        examples = examples[:limit]
-    held = round(len(examples) * holdout)
-    train, test = examples[held:], examples[:held]
-    if not test or len({e.label for e in train}) < 2:
-        raise TrainingError(
-            f"{len(examples)} examples are too few: need a held-out split and at least two labels to train on."
-        )
-    return train, test
+def save_atomically(directory: Path, write: Callable[[Path], None]) -> None:
+    """Write beside the target and rename, so a crash never leaves a half-written artifact in place."""
+    if directory.exists():
+        raise TrainingError(f"{directory} already exists.")
+    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    write(partial)
+    partial.rename(directory)
 
 
 def train_classifier(
@@ -102,77 +145,60 @@ def train_classifier(
     actor: str,
     progress: Progress | None = None,
 ) -> ModelVersion:
-    """Train a head, evaluate it on a held-out split, save it under MODEL_STORE, register a draft version."""
+    """Train a head, save it under MODEL_STORE, register a draft version evaluated on its held-out split."""
     report = progress or (lambda percent, message: None)
-    path = Path(data_path)
-    if not path.is_file():
-        raise TrainingError(f"No file at {data_path}.")
-    encoder_version = registry.resolve(base, task=Task.EMBEDDINGS)
-    if encoder_version is None or encoder_version.backend != Backend.TRANSFORMERS:
-        raise TrainingError(f"'{base}' is not a served embeddings version to train on.")
-    version = version or f"head-{timezone.now():%Y%m%d-%H%M%S}"
-    if ModelVersion.objects.filter(name=name, version=version).exists():
-        raise TrainingError(f"{name}:{version} already exists.")
-
     report(0, "reading data")
-    data_sha256 = file_sha256(path)
-    train, test = split(read_examples(path, label_names), holdout=holdout, limit=limit, seed=seed)
-    labels = sorted({e.label for e in train})
-    index = {label: i for i, label in enumerate(labels)}
+    encoder_version, version, data = prepare(
+        data_path=data_path,
+        base=base,
+        name=name,
+        version=version,
+        default_prefix="head",
+        label_names=label_names,
+        limit=limit,
+        holdout=holdout,
+        seed=seed,
+    )
+    index = {label: i for i, label in enumerate(data.labels)}
 
     encoder = encoder_for(encoder_version.source)
-    texts = [e.text for e in train] + [e.text for e in test]
-    vectors = _encode(encoder, texts, lambda done: report(5 + 85 * done // len(texts), f"embedded {done}"))
-    train_x, test_x = vectors[: len(train)], vectors[len(train) :]
-    train_y = torch.tensor([index[e.label] for e in train])
+    texts = [e.text for e in data.train] + [e.text for e in data.validation]
+    vectors = _encode(encoder, texts, lambda done: report(5 + 80 * done // len(texts), f"embedded {done}"))
+    train_x, test_x = vectors[: len(data.train)], vectors[len(data.train) :]
+    train_y = torch.tensor([index[e.label] for e in data.train])
 
-    report(90, "fitting the head")
+    report(85, "fitting the head")
     torch.manual_seed(seed)
-    layer = _fit(train_x, train_y, len(labels))
+    layer = _fit(train_x, train_y, len(data.labels))
 
     with torch.inference_mode():
-        predicted = [labels[i] for i in layer(test_x).argmax(dim=-1).tolist()]
+        predicted = [data.labels[i] for i in layer(test_x).argmax(dim=-1).tolist()]
         train_accuracy = (layer(train_x).argmax(dim=-1) == train_y).float().mean().item()
-    majority = Counter(e.label for e in train).most_common(1)[0][0]
     metrics = {
-        "heldout_accuracy": _accuracy(predicted, test),
-        "majority_baseline": _accuracy([majority] * len(test), test),
+        "method": "head",
+        "heldout_accuracy": _accuracy(predicted, data.validation),
         "train_accuracy": round(train_accuracy, 4),
-        "train_examples": len(train),
-        "heldout_examples": len(test),
-        "label_counts": dict(Counter(e.label for e in train + test)),
+        **data.summary(),
         "seed": seed,
     }
 
-    report(95, "saving")
+    report(90, "saving")
     relative = Path(name) / version
-    _save_atomically(
-        settings.MODEL_STORE / relative,
-        layer,
-        labels,
-        {"encoder": encoder_version.source, "data_sha256": data_sha256, "metrics": metrics},
+    meta = {"encoder": encoder_version.source, "data_sha256": data.sha256, "metrics": metrics}
+    save_atomically(settings.MODEL_STORE / relative, lambda partial: save_head(partial, layer, data.labels, meta))
+    created = ModelVersion(
+        name=name,
+        version=version,
+        task=Task.TEXT_CLASSIFICATION,
+        backend=Backend.EMBEDDING_HEAD,
+        source=f"store:{relative.as_posix()}",
+        labels=data.labels,
+        config={"encoder": encoder_version.source},
+        metrics=metrics,
+        notes=f"Logistic-regression head on {encoder_version} embeddings, trained on {data.path.name} "
+        f"({len(data.train)} examples); held-out accuracy {metrics['heldout_accuracy']:.3f}.",
     )
-    created = model_version_register(
-        version=ModelVersion(
-            name=name,
-            version=version,
-            task=Task.TEXT_CLASSIFICATION,
-            backend=Backend.EMBEDDING_HEAD,
-            source=f"store:{relative.as_posix()}",
-            status=Status.DRAFT,
-            labels=labels,
-            config={"encoder": encoder_version.source},
-            metrics=metrics,
-            data_sha256=data_sha256,
-            notes=f"Logistic-regression head on {encoder_version} embeddings, trained on {path.name} "
-            f"({len(train)} examples); held-out accuracy {metrics['heldout_accuracy']:.3f}.",
-        ),
-        actor=actor,
-        message=f"Trained from {path} (sha256 {data_sha256[:12]}…): held-out accuracy "
-        f"{metrics['heldout_accuracy']:.3f} vs majority baseline {metrics['majority_baseline']:.3f}.",
-    )
-    report(100, f"registered {created} as a draft")
-    return created
+    return register_trained(created, data=data, actor=actor, how="Trained a head", report=report)
 
 
 def _encode(encoder, texts: list[str], report: Callable[[int], None]) -> torch.Tensor:
@@ -202,13 +228,3 @@ def _fit(x: torch.Tensor, y: torch.Tensor, classes: int) -> torch.nn.Linear:
 
 def _accuracy(predicted: list[str], examples: list[Example]) -> float:
     return round(sum(p == e.label for p, e in zip(predicted, examples, strict=True)) / len(examples), 4)
-
-
-def _save_atomically(directory: Path, layer, labels, meta) -> None:
-    """Write beside the target and rename, so a crash never leaves a half-written artifact in place."""
-    if directory.exists():
-        raise TrainingError(f"{directory} already exists.")
-    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    save_head(partial, layer, labels, meta)
-    partial.rename(directory)

@@ -5,8 +5,14 @@ from django.contrib.auth import get_user_model
 
 from experiments.models import Experiment, Variant
 from gateway.models import APIKey, RequestLog, Team
-from inference.management.commands.bootstrap import PACKAGED_MODEL, SENTIMENT_PROTOTYPES
+from inference.management.commands.bootstrap import PACKAGED_MODEL
 from inference.models import Backend, ModelVersion, Provider, Status, Task
+
+# Example texts per label for zero-shot versions; each label is the mean of their embeddings.
+SENTIMENT_PROTOTYPES = {
+    "POSITIVE": ["I loved it, it was great.", "A wonderful, delightful film.", "Excellent and enjoyable.", "good"],
+    "NEGATIVE": ["I hated it, it was terrible.", "A boring, tedious mess.", "Awful and disappointing.", "bad"],
+}
 
 
 class ModelVersionFactory(factory.django.DjangoModelFactory):

@@ -39,7 +39,7 @@ def test_each_request_writes_one_json_line_with_its_outcome(authed, api_key, acc
     assert line["request_id"] == response["X-Request-ID"]
     assert line["key_prefix"] == api_key.prefix
     assert line["model"] == "sentiment"
-    assert line["version"] == "zero-shot-minilm-v1"
+    assert line["version"] == "sst2-head-minilm-v1"
     assert line["status"] == 200
     assert line["endpoint"] == "predict"
     assert line["path"] == "/api/v1/predict"

