@@ -15,6 +15,7 @@ import math
 import os
 import random
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ CHECKPOINT_FILE = "checkpoint.pt"
 BEST_FILE = "best.pt"
 # A time budget re-plans the learning-rate decay this often, from the measured step time.
 REPLAN_EVERY_STEPS = 20
+STEP_TIME_WINDOW = 100
 # Kept free at the end of a time budget for saving the model and registering it.
 SAVE_RESERVE_S = 15.0
 REPORT_EVERY_S = 1.0
@@ -73,15 +75,18 @@ class _Progress:
 
 
 class _Schedule:
-    """Linear warm-up to the full rate, then linear decay to zero at `total` steps.
+    """Linear warm-up over a share of `total` steps to the full rate, then linear decay to zero at `total`.
 
-    A time budget may lower `total` once the step time is known, so the decay ends when the
-    budget does instead of stopping at a high rate."""
+    Under a time budget `total` is fitted to the time left as the step time is measured, so the
+    decay ends when the budget does instead of stopping at a high rate; the warm-up follows it."""
 
     def __init__(self, total: int, warmup_share: float):
-        self.planned = total
         self.total = total
-        self.warmup = max(1, round(total * warmup_share))
+        self.warmup_share = warmup_share
+
+    @property
+    def warmup(self) -> int:
+        return max(1, round(self.total * self.warmup_share))
 
     def __call__(self, step: int) -> float:
         if step < self.warmup:
@@ -285,10 +290,14 @@ class _Trainer:
         if options.max_steps:
             planned = min(planned, options.max_steps)
         self.per_epoch = per_epoch
-        self.schedule = _Schedule(max(planned, 1), hyper["warmup"])
+        self.planned = max(planned, 1)
+        self.schedule = _Schedule(self.planned, hyper["warmup"])
         self.deadline = deadline
         self.validation_s: float | None = None
-        self.run_steps, self.run_seconds, self.last_report = 0, 0.0, 0.0
+        self.run_steps, self.last_report = 0, 0.0
+        # The step time of the last steps: the machine's load changes, and one batch of long
+        # sentences takes several times as long as one of short ones.
+        self.recent_steps: deque[float] = deque(maxlen=STEP_TIME_WINDOW)
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer(texts, truncation=True, max_length=TRAIN_MAX_TOKENS)["input_ids"]
@@ -354,10 +363,13 @@ class _Trainer:
         state.examples += len(batch)
         state.seconds += elapsed
         self.run_steps += 1
-        self.run_seconds += elapsed
+        self.recent_steps.append(elapsed)
         if self.deadline is not None and self.run_steps % REPLAN_EVERY_STEPS == 0:
             self._fit_schedule_to_budget()
         self._report()
+
+    def step_s(self) -> float:
+        return sum(self.recent_steps) / len(self.recent_steps)
 
     def _padded(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(row) for row in rows)
@@ -367,15 +379,15 @@ class _Trainer:
         return input_ids, mask
 
     def _fit_schedule_to_budget(self) -> None:
-        """Lower the planned total so the decay reaches zero when the budget ends, leaving time to
-        validate at the end and at each epoch boundary on the way, and to save."""
-        per_step = self.run_seconds / self.run_steps
+        """Set the total so the decay reaches zero when the budget ends, leaving time to validate at
+        the end and at each epoch boundary on the way, and to save; never beyond the planned epochs."""
+        per_step = self.step_s()
         validation_s = self.validation_s or len(self.validation_ids) / self.hyper["batch_size"] * per_step / 3
         left = self.deadline - time.monotonic() - 2 * validation_s - SAVE_RESERVE_S
         steps = max(0, int(left / per_step))
         boundaries = (self.state.step + steps) // self.per_epoch - self.state.step // self.per_epoch
         steps = max(0, int((left - boundaries * validation_s) / per_step))
-        self.schedule.total = min(self.schedule.total, self.state.step + steps)
+        self.schedule.total = min(self.planned, self.state.step + steps)
 
     def _validate(self) -> None:
         state = self.state
@@ -452,8 +464,8 @@ class _Trainer:
             parts.append(f"loss {state.loss:.3f}")
         if state.best_accuracy is not None:
             parts.append(f"val acc {state.history[-1]['validation_accuracy']:.3f} (best {state.best_accuracy:.3f})")
-        if self.run_steps:
-            left = (self.schedule.total - state.step) * self.run_seconds / self.run_steps
+        if self.recent_steps:
+            left = (self.schedule.total - state.step) * self.step_s()
             parts.append(f"{math.ceil(left / 60)} min left")
         self.report(self._percent(), " · ".join(parts))
 
