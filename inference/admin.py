@@ -62,23 +62,6 @@ def _compare_url(first: Evaluation, second: Evaluation) -> str:
     return f"{reverse('admin:inference_evaluation_compare')}?first={first.pk}&second={second.pk}"
 
 
-@admin.action(description="Compare evaluations side by side (select two versions)", permissions=["view"])
-def compare_versions(modeladmin, request, queryset):
-    """The latest evaluations of two versions, on the same data where they share one."""
-    versions = list(queryset[:3])
-    if len(versions) != 2:
-        modeladmin.message_user(request, "Select exactly two versions to compare.", messages.ERROR)
-        return None
-    first, second = (list(v.evaluations.all()) for v in versions)
-    if not first or not second:
-        missing = ", ".join(str(v) for v, e in zip(versions, (first, second), strict=True) if not e)
-        modeladmin.message_user(request, f"No evaluation of {missing} yet: run evaluatemodel.", messages.ERROR)
-        return None
-    shared = [(a, b) for a in first for b in second if a.data_sha256 == b.data_sha256 and a.split == b.split]
-    pair = shared[0] if shared else (first[0], second[0])
-    return HttpResponseRedirect(_compare_url(*pair))
-
-
 @admin.register(Evaluation)
 class EvaluationAdmin(admin.ModelAdmin):
     list_display = ("pk", "version", *EVALUATION_SUMMARY)
@@ -208,12 +191,28 @@ class ModelVersionAdmin(admin.ModelAdmin):
         ("History", {"fields": ("created_at", "updated_at", "promoted_at")}),
     )
     inlines = [VersionHistoryInline, EvaluationInline]
-    actions = ["promote", "archive", compare_versions]
+    actions = ["promote", "archive", "compare_versions"]
 
     @admin.display(boolean=True, description="Priced")
     def priced(self, obj):
         # An unpriced version is costed $0 with the row flagged: make it visible here.
         return obj.is_priced
+
+    @admin.action(description="Compare evaluations side by side (select two versions)", permissions=["view"])
+    def compare_versions(self, request, queryset):
+        """The latest evaluations of two versions, on the same data where they share one."""
+        versions = list(queryset[:3])
+        if len(versions) != 2:
+            self.message_user(request, "Select exactly two versions to compare.", messages.ERROR)
+            return None
+        first, second = (list(v.evaluations.all()) for v in versions)
+        if not first or not second:
+            missing = ", ".join(str(v) for v, e in zip(versions, (first, second), strict=True) if not e)
+            self.message_user(request, f"No evaluation of {missing} yet: run evaluatemodel.", messages.ERROR)
+            return None
+        shared = [(a, b) for a in first for b in second if a.data_sha256 == b.data_sha256 and a.split == b.split]
+        pair = shared[0] if shared else (first[0], second[0])
+        return HttpResponseRedirect(_compare_url(*pair))
 
     @admin.action(description="Promote to production (the current one steps down to staging)", permissions=["change"])
     def promote(self, request, queryset):

@@ -4,6 +4,7 @@ staff user who may only view is refused each one, a user given that permission m
 The actions are found in the admin site's registry, so a new action without `permissions=`,
 or without a case below, fails here."""
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -189,8 +190,17 @@ def test_every_custom_action_declares_the_permission_it_needs():
             assert callable(getattr(model_admin, f"has_{permission}_permission", None)), (label, name, permission)
 
 
+# Actions that only read (they change nothing): anyone who may view the list may run them.
+READ_ONLY_ACTIONS = {("inference.ModelVersion", "compare_versions"), ("inference.Evaluation", "compare")}
+
+
 def test_every_custom_action_has_a_permission_case_here():
-    assert set(_custom_actions()) == set(CASES)
+    assert set(_custom_actions()) == set(CASES) | READ_ONLY_ACTIONS
+
+
+@pytest.mark.parametrize(("label", "action"), sorted(READ_ONLY_ACTIONS), ids=lambda value: str(value).split(".")[-1])
+def test_a_read_only_action_needs_only_the_view_permission(label, action):
+    assert list(getattr(_model_admin(label), action).allowed_permissions) == ["view"]
 
 
 @pytest.mark.parametrize(("label", "action"), sorted(CASES), ids=lambda value: str(value).split(".")[-1])
@@ -228,7 +238,7 @@ def test_promoting_the_winner_also_needs_the_permission_to_change_versions():
 def test_providers_are_changed_only_with_their_own_permission(provider):
     change = f"/admin/inference/provider/{provider.pk}/change/"
     form = {"name": provider.name, "base_url": "https://api.example.com/v1", "api_key_env": "STANDIN_API_KEY"}
-    form |= {"timeout_s": "5", "max_retries": "1"}
+    form |= {"timeout_s": "5", "max_retries": "1", "allowed_parameters": json.dumps(provider.allowed_parameters)}
     usual = _browser("inference.change_provider", "inference.add_provider", "inference.delete_provider")
     manager = _browser("inference.manage_provider")
 

@@ -104,7 +104,7 @@ def test_hostile_request_fields_leave_a_normalized_row(authed):
     odd_method = authed.generic("BREWCOFFEE", "/api/v1/predict")
 
     row = RequestLog.objects.get(request_id=response["X-Request-ID"])
-    assert (row.status_code, row.model_name, row.client_ip) == (404, "x" * 100, None)
+    assert (row.status_code, row.requested_model, row.model_name, row.client_ip) == (404, "x" * 100, "", None)
     assert RequestLog.objects.get(request_id=odd_method["X-Request-ID"]).method == "OTHER"
 
 

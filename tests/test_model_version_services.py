@@ -52,6 +52,10 @@ def _form(**fields):
         "audit_events-INITIAL_FORMS": "0",
         "audit_events-MIN_NUM_FORMS": "0",
         "audit_events-MAX_NUM_FORMS": "1000",
+        "evaluations-TOTAL_FORMS": "0",
+        "evaluations-INITIAL_FORMS": "0",
+        "evaluations-MIN_NUM_FORMS": "0",
+        "evaluations-MAX_NUM_FORMS": "1000",
         **fields,
     }
 
@@ -149,7 +153,7 @@ def test_promoting_the_winner_of_an_experiment_leaves_one_promotion_and_one_step
 
     promotion = AuditEvent.objects.get(model_version=candidate, action=AuditAction.PROMOTE)
     assert promotion.experiment == experiment and promotion.actor == "ops-admin"
-    assert "previous production version: sentiment:zero-shot-minilm-v1" in promotion.message
+    assert "previous production version: sentiment:sst2-head-minilm-v1" in promotion.message
     step_down = AuditEvent.objects.get(model_version=production, action=AuditAction.DEMOTE)
     assert step_down.experiment == experiment
 

@@ -84,11 +84,11 @@ def test_a_long_requested_name_is_truncated_and_the_resolved_name_kept(authed):
     missing = _only_row(authed.post("/api/v1/predict", {"text": "x", "model": long_name}, format="json"))
     RequestLog.objects.all().delete()
     pinned = _only_row(
-        authed.post("/api/v1/predict", {"text": "x", "model": "sentiment:zero-shot-minilm-v1"}, format="json")
+        authed.post("/api/v1/predict", {"text": "x", "model": "sentiment:sst2-head-minilm-v1"}, format="json")
     )
 
     assert missing.requested_model == long_name[:100]
-    assert (pinned.model_name, pinned.requested_model) == ("sentiment", "sentiment:zero-shot-minilm-v1")
+    assert (pinned.model_name, pinned.requested_model) == ("sentiment", "sentiment:sst2-head-minilm-v1")
 
 
 def test_each_request_gets_its_own_row(authed):

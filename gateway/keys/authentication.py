@@ -1,4 +1,3 @@
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 
 from gateway.keys import crypto
@@ -44,19 +43,3 @@ class APIKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return 'Bearer realm="api"'
-
-
-class APIKeyScheme(OpenApiAuthenticationExtension):
-    """The key in the OpenAPI schema: either header, as `presented_key` reads them."""
-
-    target_class = APIKeyAuthentication
-    name = ["ApiKeyHeader", "BearerKey"]
-
-    def get_security_requirement(self, auto_schema):
-        return [{"ApiKeyHeader": []}, {"BearerKey": []}]
-
-    def get_security_definition(self, auto_schema):
-        return [
-            {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-            {"type": "http", "scheme": "bearer", "description": "The same key, as OpenAI clients send it."},
-        ]
