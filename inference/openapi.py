@@ -29,9 +29,9 @@ class ErrorDetail(serializers.Serializer):
     request_id = serializers.UUIDField(allow_null=True, help_text="Also in the X-Request-ID header.")
     # The metaclass pops declared fields off the class, so this never shadows Serializer.fields.
     fields = serializers.DictField(  # type: ignore[assignment]
-        child=serializers.ListField(child=serializers.CharField()),
+        child=serializers.JSONField(),
         required=False,
-        help_text="Per-field messages of a 400.",
+        help_text="Per-field messages of a 400: a list, or for a nested field an object of the same shape.",
     )
 
 

@@ -39,7 +39,7 @@ def _tuned_on_500(sst2_file, version: str) -> ModelVersion:
     return ModelVersion.objects.get(name="sentiment", version=version)
 
 
-def test_one_epoch_on_500_sentences_registers_a_draft_the_gateway_serves(sst2_file, model_store, authed):
+def test_one_epoch_on_500_sentences_registers_a_draft_the_gateway_serves(sst2_file, model_store, authed, api_key):
     tuned = _tuned_on_500(sst2_file, "ft-500")
 
     metrics = tuned.metrics
@@ -56,6 +56,8 @@ def test_one_epoch_on_500_sentences_registers_a_draft_the_gateway_serves(sst2_fi
     assert evaluation.accuracy == pytest.approx(metrics["heldout_accuracy"], abs=0.02)
     assert AuditEvent.objects.get(model_version=tuned).action == AuditAction.REGISTER
 
+    api_key.may_pin_drafts = True  # a draft answers only keys allowed to pin drafts
+    api_key.save()
     body = authed.post("/api/v1/predict", {"text": "a triumph", "model": "sentiment:ft-500"}, format="json").json()
     assert body["model_version"] == "ft-500" and body["label"] in ("NEGATIVE", "POSITIVE")
 
@@ -126,7 +128,7 @@ def test_a_fine_tuned_draft_wins_an_experiment_and_is_promoted(sst2_file, model_
     production = ModelVersionFactory(version="inverted", config={"prototypes": swapped, "temperature": 0.05})
     production.promote()
     experiment = started_experiment(("control", production, 50), ("fine-tuned", tuned, 50))
-    key = APIKeyFactory()
+    key = APIKeyFactory(requests_per_minute=1000)  # 160 calls: past the default 100 a minute
     caller = APIClient()
     caller.credentials(HTTP_X_API_KEY=key.plaintext)
     examples = read_examples(sst2_file, {"0": "NEGATIVE", "1": "POSITIVE"})
