@@ -249,7 +249,7 @@ def _refused_from(port: int) -> float:
 def test_node_killed_under_load_is_taken_out_with_only_its_in_flight_requests_failed_and_one_log_row_per_answer(
     cluster, tmp_path_factory
 ):
-    key = APIKeyFactory()
+    key = APIKeyFactory(requests_per_minute=100_000)  # steady load: past the default 100 a minute
     stop = threading.Event()
     with (
         gunicorn_node(_node_env(tmp_path_factory, "doomed", "3")) as doomed,
