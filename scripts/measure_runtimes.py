@@ -3,7 +3,8 @@
 Backs the runtime choice in docs/decisions/0075-onnx-runtime.md: the shipped head on the
 packaged all-MiniLM-L6-v2 encoder, on PyTorch fp32, ONNX Runtime fp32 and ONNX Runtime int8,
 over N SST-2 sentences (longer than 30 characters, in file order) in batches of 32, once in
-file order and once sorted by length (less padding). Exports go to MODEL_STORE as in serving;
+file order and once sorted by length (less padding); with the share of labels that match
+PyTorch's and the accuracy against SST-2's labels. Exports go to MODEL_STORE as in serving;
 the first run makes them (not timed). No database is used.
 
     SHARED_DATA_DIR=../shared/data .venv/bin/python scripts/measure_runtimes.py --sentences 3000 --threads 2
@@ -34,18 +35,22 @@ from inference.models import Runtime  # noqa: E402
 BATCH = 32
 
 
-def sentences(count: int) -> list[str]:
+def examples(count: int) -> list[tuple[str, str]]:
     data = Path(os.environ.get("SHARED_DATA_DIR", ROOT.parent / "shared" / "data")) / "sst2" / "train.tsv"
-    lines = data.read_text().splitlines()[1:]
-    texts = [line.split("\t")[0].strip() for line in lines]
-    return [text for text in texts if len(text) > 30][:count]
+    rows = [line.split("\t") for line in data.read_text().splitlines()[1:]]
+    labelled = [(text.strip(), "POSITIVE" if label.strip() == "1" else "NEGATIVE") for text, label in rows]
+    return [example for example in labelled if len(example[0]) > 30][:count]
 
 
-def rate(classify, texts: list[str]) -> float:
+def timed(classify, texts: list[str]) -> tuple[float, list[str]]:
+    """Sentences per second, and the labels."""
     started = time.perf_counter()
-    for start in range(0, len(texts), BATCH):
-        classify(texts[start : start + BATCH])
-    return len(texts) / (time.perf_counter() - started)
+    labels = [
+        output.result["label"]
+        for start in range(0, len(texts), BATCH)
+        for output in classify(texts[start : start + BATCH])
+    ]
+    return len(texts) / (time.perf_counter() - started), labels
 
 
 def main() -> int:
@@ -56,17 +61,24 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     settings.TORCH_THREADS = args.threads  # what ONNX Runtime sessions follow
-    texts = sentences(args.sentences)
+    labelled = examples(args.sentences)
+    texts, truth = [text for text, _ in labelled], [label for _, label in labelled]
     by_length = sorted(texts, key=len)
     print(f"{len(texts)} SST-2 sentences, batches of {BATCH}, {args.threads} threads, in-process")
-    print(f"{'runtime':<10} {'file order':>12} {'by length':>12}  (sentences/s)")
+    print(f"{'runtime':<10} {'file order':>12} {'by length':>12} {'same as torch':>14} {'accuracy':>9}")
+    reference: list[str] = []
     for runtime in (Runtime.TORCH, Runtime.ONNX_FP32, Runtime.ONNX_INT8):
         encoder = TextEncoder(resolve_source(PACKAGED_MODEL), runtime)
         if encoder.runtime != runtime:
             sys.exit(f"{runtime} fell back to {encoder.runtime}: see the log above.")
         classify = EmbeddingHeadClassifier(encoder, resolve_source(SENTIMENT_HEAD))
         classify(texts[:BATCH])  # warm-up
-        print(f"{runtime.value:<10} {rate(classify, texts):>12.0f} {rate(classify, by_length):>12.0f}")
+        in_order, labels = timed(classify, texts)
+        by_length_rate, _ = timed(classify, by_length)
+        reference = reference or labels
+        same = sum(a == b for a, b in zip(labels, reference, strict=True)) / len(texts)
+        accuracy = sum(a == b for a, b in zip(labels, truth, strict=True)) / len(texts)
+        print(f"{runtime.value:<10} {in_order:>12.0f} {by_length_rate:>12.0f} {same:>14.4f} {accuracy:>9.4f}")
     return 0
 
 
