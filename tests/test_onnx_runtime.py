@@ -21,7 +21,8 @@ from inference.backends.loading import resolve_source
 from inference.management.commands.bootstrap import DEFAULT_VERSIONS, PACKAGED_MODEL, SENTIMENT_HEAD
 from inference.models import ModelVersion, Runtime
 from tests.conftest import SST2_TRAIN
-from tests.factories import ChatVersionFactory
+from tests.factories import ChatVersionFactory, ModelVersionFactory
+from tests.test_model_version_services import LIST, _form
 
 SST2_LABELS = {"0": "NEGATIVE", "1": "POSITIVE"}
 
@@ -211,3 +212,13 @@ def test_an_upstream_version_has_no_onnx_runtime():
         version.full_clean()
 
     assert "runtime" in refused.value.message_dict
+
+
+def test_an_operator_chooses_a_versions_runtime_in_the_admin(operator):
+    version = ModelVersionFactory(version="on-int8")
+
+    response = operator.post(f"{LIST}{version.pk}/change/", _form(version="on-int8", runtime=Runtime.ONNX_INT8))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    version.refresh_from_db()
+    assert version.runtime == Runtime.ONNX_INT8
