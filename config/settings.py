@@ -313,9 +313,10 @@ GATEWAY_INFERENCE_TIMEOUT_S = env.float("GATEWAY_INFERENCE_TIMEOUT_S", default=1
 GATEWAY_INFERENCE_QUEUE_SIZE = env.int("GATEWAY_INFERENCE_QUEUE_SIZE", default=1024)
 # Response cache master switch (TTLs are per model version).
 GATEWAY_RESPONSE_CACHE = env.bool("GATEWAY_RESPONSE_CACHE", default=True)
-# Where trainclassifier saves model artifacts; versions refer to them as store:<path>.
+# Where trainclassifier saves model artifacts (versions refer to them as store:<path>) and
+# where ONNX exports of local encoders are kept (docs/decisions/0075-onnx-runtime.md).
 MODEL_STORE = Path(env("MODEL_STORE", default=str(BASE_DIR / "model_store")))
-# PyTorch threads per process (0: PyTorch's default, one per core); gunicorn.conf.py sets
+# PyTorch and ONNX Runtime threads per process (0: their defaults, one per core); gunicorn.conf.py sets
 # C / W for W web workers on C cores unless this is set.
 TORCH_THREADS = env.int("TORCH_THREADS", default=0)
 

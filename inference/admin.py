@@ -164,13 +164,13 @@ def _confusion_table(evaluation: Evaluation):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ("name", "version", "task", "backend", "status", "priced", "promoted_at", "created_at")
-    list_filter = ("status", "task", "backend", "name")
+    list_display = ("name", "version", "task", "backend", "runtime", "status", "priced", "promoted_at", "created_at")
+    list_filter = ("status", "task", "backend", "runtime", "name")
     search_fields = ("name", "version", "source", "notes")
     readonly_fields = ("created_at", "updated_at", "promoted_at", "metrics", "data_sha256")
     fieldsets = (
         (None, {"fields": ("name", "version", "task", "backend", "status", "notes")}),
-        ("Local model", {"fields": ("source", "labels", "config")}),
+        ("Local model", {"fields": ("source", "labels", "config", "runtime")}),
         ("Upstream", {"fields": ("provider", "upstream_model")}),
         ("Pricing (USD)", {"fields": ("input_cost_per_1k", "output_cost_per_1k", "cost_per_request")}),
         (

@@ -132,7 +132,12 @@ def model_version_evaluate(
     )
     report = classification_report(labels=labels, truth=[e.label for e in examples], predictions=predictions)
     throughput = len(examples) / seconds if seconds else 0.0
-    report["run"] = {"seconds": round(seconds, 2), "batch_size": batch_size, "torch_threads": torch.get_num_threads()}
+    report["run"] = {
+        "seconds": round(seconds, 2),
+        "batch_size": batch_size,
+        "runtime": runner.runtime,
+        "torch_threads": torch.get_num_threads(),
+    }
     return Evaluation.objects.create(
         version=version,
         data_path=data_path,

@@ -203,7 +203,7 @@ def train_classifier(
 
 def _encode(encoder, texts: list[str], report: Callable[[int], None]) -> torch.Tensor:
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    vectors = torch.empty(len(texts), encoder.model.config.hidden_size)
+    vectors = torch.empty(len(texts), encoder.dimensions)
     for start in range(0, len(order), ENCODE_BATCH):
         chunk = order[start : start + ENCODE_BATCH]
         vectors[chunk] = encoder.encode([texts[i] for i in chunk])[0]

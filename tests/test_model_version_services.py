@@ -35,6 +35,7 @@ def _form(**fields):
         "source": version.source,
         "labels": "[]",
         "config": '{"prototypes": {"POSITIVE": ["good"], "NEGATIVE": ["bad"]}}',
+        "runtime": "torch",
         "upstream_model": "",
         "input_cost_per_1k": "0",
         "output_cost_per_1k": "0",

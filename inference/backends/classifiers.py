@@ -1,9 +1,10 @@
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from inference.backends.base import Output
 from inference.backends.encoder import MAX_TOKENS, TextEncoder
-from inference.backends.traced import forward_without_gil
+from inference.backends.runtimes import forward_for
+from inference.models import Runtime
 
 
 def label_outputs(probabilities: torch.Tensor, labels: list[str], token_counts: list[int]) -> list[Output]:
@@ -26,15 +27,22 @@ def label_outputs(probabilities: torch.Tensor, labels: list[str], token_counts: 
 class SequenceClassifier:
     """Any AutoModelForSequenceClassification directory or hub id."""
 
-    def __init__(self, path: str, labels: list[str]):
+    def __init__(self, path: str, labels: list[str], runtime: str = Runtime.TORCH):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-        own = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
+        config = AutoConfig.from_pretrained(path)
+        own = [config.id2label[i] for i in range(config.num_labels)]
         if labels and len(labels) != len(own):
             raise ValueError(f"The version lists {len(labels)} labels but the model has {len(own)}.")
         self.labels = labels or own
         self.max_length = min(self.tokenizer.model_max_length, MAX_TOKENS)
-        self._forward = forward_without_gil(self.model, self.tokenizer, "logits")
+        self.runtime, self._forward = forward_for(
+            path,
+            runtime,
+            lambda: AutoModelForSequenceClassification.from_pretrained(path).eval(),
+            self.tokenizer,
+            "logits",
+            lambda logits, attention_mask: logits.softmax(dim=-1),
+        )
 
     def __call__(self, texts) -> list[Output]:
         batch = self.tokenizer(
@@ -54,6 +62,7 @@ class ZeroShotClassifier:
 
     def __init__(self, encoder: TextEncoder, prototypes: dict[str, list[str]], temperature: float):
         self.encoder = encoder
+        self.runtime = encoder.runtime
         self.labels = list(prototypes)
         self.temperature = temperature
         centroids = torch.stack([encoder.encode(texts)[0].mean(dim=0) for texts in prototypes.values()])

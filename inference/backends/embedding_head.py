@@ -38,6 +38,7 @@ def load_head(directory: Path) -> tuple[torch.nn.Linear, list[str]]:
 class EmbeddingHeadClassifier:
     def __init__(self, encoder: TextEncoder, path: str):
         self.encoder = encoder
+        self.runtime = encoder.runtime
         self.layer, self.labels = load_head(Path(path))
 
     def __call__(self, texts) -> list[Output]:

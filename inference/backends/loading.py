@@ -8,10 +8,10 @@ from django.conf import settings
 from inference.backends.classifiers import SequenceClassifier, ZeroShotClassifier
 from inference.backends.embedding_head import EmbeddingHeadClassifier
 from inference.backends.encoder import Embedder, TextEncoder
-from inference.models import Backend, ModelVersion, Task
+from inference.models import Backend, ModelVersion, Runtime, Task
 
-# Zero-shot classifiers and embedding versions on the same weights share one encoder.
-_encoders: dict[str, TextEncoder] = {}
+# Zero-shot classifiers and embedding versions on the same weights and runtime share one encoder.
+_encoders: dict[tuple[str, str], TextEncoder] = {}
 _encoders_lock = threading.Lock()
 
 DEFAULT_ZERO_SHOT_TEMPERATURE = 0.05
@@ -33,29 +33,32 @@ def resolve_source(source: str) -> str:
     return source
 
 
-def encoder_for(source: str) -> TextEncoder:
-    return _encoder(resolve_source(source))
+def encoder_for(source: str, runtime: str = Runtime.TORCH) -> TextEncoder:
+    return _encoder(resolve_source(source), runtime)
 
 
-def _encoder(path: str) -> TextEncoder:
+def _encoder(path: str, runtime: str) -> TextEncoder:
     with _encoders_lock:
-        if path not in _encoders:
-            _encoders[path] = TextEncoder(path)
-        return _encoders[path]
+        if (path, runtime) not in _encoders:
+            _encoders[path, runtime] = TextEncoder(path, runtime)
+        return _encoders[path, runtime]
 
 
-def load_runner(version: ModelVersion) -> Callable:
+def load_runner(version: ModelVersion, runtime: str | None = None) -> Callable:
+    """The version's runner, on its own runtime unless `runtime` says another (e.g. torch, to
+    compare against it). Its `runtime` attribute is the one it runs on, after any fallback."""
     path = resolve_source(version.source)
+    runtime = runtime or version.runtime
     if version.backend == Backend.ZERO_SHOT:
         return ZeroShotClassifier(
-            _encoder(path),
+            _encoder(path, runtime),
             version.config["prototypes"],
             float(version.config.get("temperature", DEFAULT_ZERO_SHOT_TEMPERATURE)),
         )
     if version.backend == Backend.EMBEDDING_HEAD:
-        return EmbeddingHeadClassifier(encoder_for(version.config["encoder"]), path)
+        return EmbeddingHeadClassifier(encoder_for(version.config["encoder"], runtime), path)
     if version.backend == Backend.TRANSFORMERS and version.task == Task.EMBEDDINGS:
-        return Embedder(_encoder(path))
+        return Embedder(_encoder(path, runtime))
     if version.backend == Backend.TRANSFORMERS and version.task == Task.TEXT_CLASSIFICATION:
-        return SequenceClassifier(path, version.labels)
+        return SequenceClassifier(path, version.labels, runtime)
     raise ValueError(f"No local backend for {version.backend} / {version.task}.")

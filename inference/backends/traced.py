@@ -16,7 +16,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 
-class _Output(torch.nn.Module):
+class TensorOutput(torch.nn.Module):
     """The model with tensor arguments and one tensor out, as tracing needs."""
 
     def __init__(self, model: torch.nn.Module, output: str):
@@ -30,7 +30,7 @@ class _Output(torch.nn.Module):
 
 def forward_without_gil(model: torch.nn.Module, tokenizer, output: str) -> Callable:
     """`forward(input_ids, attention_mask) -> model_output.<output>`, traced when possible."""
-    eager = _Output(model, output).eval()
+    eager = TensorOutput(model, output).eval()
     # Inputs of different lengths, so the trace records the padded (masked) path: a trace
     # of an unpadded batch may skip the mask and be wrong for padded ones.
     example = tokenizer(["a", "an example of a longer input"], padding=True, return_tensors="pt")

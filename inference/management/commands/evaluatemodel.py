@@ -67,7 +67,8 @@ def render(evaluation: Evaluation) -> str:
         f"accuracy {evaluation.accuracy:.4f}   macro F1 {evaluation.macro_f1:.4f}   "
         f"expected calibration error {evaluation.ece:.4f}",
         f"throughput {evaluation.throughput:.1f} sentences/s (batches of {report['run']['batch_size']}, "
-        f"{report['run']['torch_threads']} torch threads, {report['run']['seconds']} s)",
+        f"{report['run'].get('runtime', 'torch')}, {report['run']['torch_threads']} threads, "
+        f"{report['run']['seconds']} s)",
         "",
         f"{'label':<{width}}{'precision':>10}{'recall':>10}{'F1':>10}{'support':>10}",
     ]
