@@ -1,15 +1,17 @@
 -- The chaos suite's load (tests/chaos.py): POSTs one JSON body per request, in order, from a
 -- file of one body per line, and writes one line per answer to WRK_ANSWERS_FILE:
 --   <status> <1 if it had Retry-After, else 0> <X-Request-ID>
--- From WRK_STOP_AT (epoch seconds) on it asks for /health instead, which leaves no log row and
--- is not recorded, so that the requests wrk abandons when its duration ends are not billable
--- ones: every log row of the key then belongs to an answer this file lists. Usage:
+-- Once the file WRK_STOP_FILE exists (looked for every 20 requests) it asks for /health instead,
+-- which leaves no log row and is not recorded, so that the requests wrk abandons when it is
+-- stopped (SIGINT) are not billable ones: every log row of the key then belongs to an answer
+-- this file lists. Usage:
 --   wrk -s chaos.lua URL -- BODIES_FILE
 local threads = {}
 local counter = 0
 local bodies = {}
 local stride, offset = 1, 0
-local stop_at = 0
+local stop_file = nil
+local stopped = false
 answers = {}  -- global: done() reads each thread's through thread:get
 
 function setup(thread)
@@ -22,13 +24,20 @@ function init(args)
     bodies[#bodies + 1] = line
   end
   stride = tonumber(os.getenv("WRK_THREADS") or "1")
-  stop_at = tonumber(os.getenv("WRK_STOP_AT") or "0")
+  stop_file = os.getenv("WRK_STOP_FILE")
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["X-API-Key"] = os.getenv("WRK_API_KEY")
 end
 
 function request()
-  if stop_at > 0 and os.time() >= stop_at then
+  if not stopped and counter % 20 == 0 then
+    local file = io.open(stop_file, "r")
+    if file then
+      file:close()
+      stopped = true
+    end
+  end
+  if stopped then
     return wrk.format("GET", "/health")
   end
   local index = (counter * stride + offset) % #bodies + 1
