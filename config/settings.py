@@ -167,6 +167,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
         "max_size": env.int("DB_POOL_MAX_SIZE", default=16),
         "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        # A connection that failed is retried with a doubling backoff for this long, then left
+        # to demand: after an outage the pool reconnects on the next request, not up to a
+        # backoff step (16 s after 20 s down, a minute after two) later (docs/reliability.md).
+        "reconnect_timeout": env.float("DB_POOL_RECONNECT_TIMEOUT", default=5.0),
     }
     # A connection attempt to a host that does not answer gives up after this long (libpq waits
     # for the OS otherwise, minutes); a request that needs the database then answers 503

@@ -301,9 +301,54 @@ class Chaos:
 
         return self.run_fault("web worker SIGKILL", kill, 0, lambda: None)
 
-    def run_fault(self, name: str, inject, hold_s: float, restore, *, lead_s: float = 2.0, tail_s: float = 1.0):
+    def celery_worker_killed(self, items: int = 200) -> Outcome:
+        """A batch job's worker SIGKILLed mid-job (main process and pool children), a second one
+        started: the job completes with every item done, and logged, exactly once."""
+        from tests.servers import celery_worker
+
+        _, batch_key = self._key("batch")
+        env = {
+            **self.env,
+            "WORKER_CONCURRENCY": "1",
+            # A dead worker's chunks go to the next worker after 5 s instead of 5 minutes.
+            "CELERY_VISIBILITY_TIMEOUT_S": "5",
+            "CELERY_UNACKED_RESTORE_INTERVAL_S": "1",
+            "GATEWAY_BATCH_STALLED_AFTER_S": "10",
+            "GATEWAY_BATCH_STALL_CHECK_S": "1",
+        }
+        job: dict = {}
+        with ExitStack() as workers:
+            first = workers.enter_context(celery_worker(env, self.scratch / "worker-1.log"))
+
+            def kill_mid_job():
+                texts = [f"review {i}: {'wonderful' if i % 2 == 0 else 'terrible'}" for i in range(items)]
+                status, _, answer = http(
+                    "POST", self.node.url + "/api/v1/batches", {"inputs": texts}, {"X-API-Key": batch_key}
+                )
+                assert status == 202, answer
+                job["id"] = answer["id"]
+                _wait(lambda: _job(job["id"]).processed_items > 0, "the batch job to start")
+                first.kill()
+
+            def second_worker():
+                workers.enter_context(celery_worker(env, self.scratch / "worker-2.log"))
+
+            outcome = self.run_fault(
+                "Celery worker SIGKILL mid-batch",
+                kill_mid_job,
+                0,
+                second_worker,
+                until=lambda: _job(job["id"]).status == "completed",
+            )
+        outcome.note = _batch_note(job["id"], items)
+        return outcome
+
+    def run_fault(
+        self, name: str, inject, hold_s: float, restore, *, lead_s: float = 2.0, tail_s: float = 1.0, until=None
+    ):
         """wrk for lead_s + the fault + recovery + tail_s on a key of the fault's own; then the log
-        is checked against wrk's answers."""
+        is checked against wrk's answers. Recovery: until a billable request is answered, /ready
+        says ready, nothing waits in the spool, and `until()` holds."""
         key, plaintext = self._key(name)
         answers_file = self.scratch / f"answers-{key.pk}"
         wrk = self._wrk(plaintext, answers_file)
@@ -313,6 +358,9 @@ class Chaos:
         restore()
         ended = time.monotonic()
         recover_s = self.wait_recovered(ended)
+        if until is not None:
+            _wait(until, f"{name}: recovery")
+            recover_s = time.monotonic() - ended
         time.sleep(tail_s)
         wrk_output = self._stop_wrk(wrk, answers_file)
         answers = Answers.read(answers_file, wrk_output)
@@ -423,6 +471,34 @@ class Chaos:
                 return time.monotonic() - since
             time.sleep(0.1)
         raise AssertionError(f"not recovered within {RECOVERY_LIMIT_S:g} s")
+
+
+def _wait(condition, what: str) -> None:
+    deadline = time.monotonic() + RECOVERY_LIMIT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.1)
+
+
+def _job(job_id):
+    from inference.batches.models import BatchJob
+
+    return BatchJob.objects.get(pk=job_id)
+
+
+def _batch_note(job_id, items: int) -> str:
+    """Whether every accepted item was done exactly once: stored once, and logged once."""
+    from django.db.models import Count
+
+    from gateway.models import RequestLog
+    from inference.batches.models import BatchItem, ItemStatus
+
+    done = BatchItem.objects.filter(job_id=job_id, status=ItemStatus.SUCCEEDED)
+    item_ids = {str(i) for i in done.values_list("request_id", flat=True)}
+    rows = RequestLog.objects.filter(request_id__in=item_ids).values("request_id").annotate(n=Count("id"))
+    once = sum(1 for row in rows if row["n"] == 1)
+    return f"batch of {items} items: {len(item_ids)} done, {once} logged exactly once"
 
 
 def _children(pid: int) -> list[int]:

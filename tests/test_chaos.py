@@ -48,7 +48,7 @@ def test_a_full_spool_refuses_billable_requests_with_503_and_retry_after(tmp_pat
     body = {"model": CHAT_MODEL, "messages": [{"role": "user", "content": "hello"}]}
     # Room for a few rows only: the spool fills within the outage.
     with _harness(tmp_path, GATEWAY_REQUEST_SPOOL_MAX_BYTES="8000").running() as chaos:
-        key, plaintext = chaos.probe_key
+        _, plaintext = chaos.probe_key
         url, headers = chaos.node.url + "/v1/chat/completions", {"X-API-Key": plaintext}
         for _ in range(20):  # each worker reads the key before the outage, into its snapshot
             http("POST", url, body, headers)
