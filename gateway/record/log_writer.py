@@ -118,8 +118,17 @@ class LogWriter:
     def _save_now(self, row: RequestLog) -> None:
         """Unbuffered: the row is written before the answer; if the database is out of reach, it
         goes to the spool and the writer's thread replays it."""
-        if not db.unreachable() and write_batch([row]):
-            return
+        if not db.unreachable():
+            try:
+                row.save(force_insert=True)
+                return
+            except _ROW_ERRORS:
+                logger.exception("Could not write the request log row for %s", row.request_id)
+                return
+            except Exception as exc:
+                logger.warning(
+                    "Could not write the request log row for %s (%s); it waits in the spool", row.request_id, exc
+                )
         db.set_reachable(False)
         self._ensure_running()
         if self._spool_refused():
