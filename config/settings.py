@@ -428,7 +428,7 @@ GATEWAY_REQUEST_SPOOL_FSYNC_S = env.float("GATEWAY_REQUEST_SPOOL_FSYNC_S", defau
 # Spool full: refuse billable requests with 503 (default: no unrecorded answer), or serve them
 # with their rows in memory only (availability over the bill).
 GATEWAY_REQUEST_SPOOL_FULL_SERVES = env.bool("GATEWAY_REQUEST_SPOOL_FULL_SERVES", default=False)
-# Retry-After of answers refused because the database or the spool is unavailable.
+# Retry-After of a 503 whose cause sets none (the database or the spool unavailable, and the rest).
 GATEWAY_UNAVAILABLE_RETRY_AFTER_S = env.int("GATEWAY_UNAVAILABLE_RETRY_AFTER_S", default=5)
 # Raw input text is personal data: stored on the log row only when enabled.
 GATEWAY_LOG_REQUEST_TEXT = env.bool("GATEWAY_LOG_REQUEST_TEXT", default=False)

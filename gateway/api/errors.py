@@ -214,9 +214,14 @@ def exception_handler(exc, context):
         db.set_reachable(False)
         exc = DatabaseUnavailable(retry_after=settings.GATEWAY_UNAVAILABLE_RETRY_AFTER_S)
     if isinstance(exc, GatewayError):
-        response = Response(error_body(exc.error_type, exc.message, request, exc.fields), status=status_of(exc))
-        if exc.retry_after is not None:
-            response["Retry-After"] = str(exc.retry_after)
+        status = status_of(exc)
+        response = Response(error_body(exc.error_type, exc.message, request, exc.fields), status=status)
+        retry_after = exc.retry_after
+        if retry_after is None and status == 503:
+            # Every 503 says when to come back (docs/reliability.md); the step that knows better sets its own.
+            retry_after = settings.GATEWAY_UNAVAILABLE_RETRY_AFTER_S
+        if retry_after is not None:
+            response["Retry-After"] = str(retry_after)
         return response
     # Imported here: loading rest_framework.views loads the throttle classes, which raise
     # this module's errors (gateway/limits/rate_limits.py), so a module-level import is circular.
