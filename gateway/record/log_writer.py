@@ -78,7 +78,7 @@ class LogWriter:
             self._save_now(row)
             return
         self._ensure_running()
-        segment = None if self._spool_refused() else self.spool.append(row)
+        segment = None if self._spool_refused() else self._append(row)
         try:
             self._queue.put_nowait((row, segment))
         except queue.Full:
@@ -112,6 +112,15 @@ class LogWriter:
         self.flush()
         self.spool.close()
 
+    def _append(self, row: RequestLog) -> Segment | None:
+        try:
+            return self.spool.append(row)
+        except OSError:
+            # A spool that cannot be written (disk full, no permission) must not cost the row
+            # its write from memory, nor the request its answer.
+            logger.exception("Request log spool unwritable: row %s kept in memory only", row.request_id)
+            return None
+
     def _spool_refused(self) -> bool:
         return settings.GATEWAY_REQUEST_SPOOL_FULL_SERVES and self.spool.full()
 
@@ -131,10 +140,9 @@ class LogWriter:
                 )
         db.set_reachable(False)
         self._ensure_running()
-        if self._spool_refused():
-            logger.error("Request log spool full: row %s lost", row.request_id)
+        if self._spool_refused() or self._append(row) is None:
+            self._hold([row])
             return
-        self.spool.append(row)
         self._unwritten = True
 
     def _ensure_running(self) -> None:
@@ -238,7 +246,7 @@ class LogWriter:
     def _hold(self, rows: list[RequestLog]) -> None:
         room = MAX_QUEUED - len(self._held)
         if len(rows) > room:
-            logger.error("Request log: %d rows lost, the spool full and memory too", len(rows) - room)
+            logger.error("Request log: %d rows lost: the spool full or unwritable, and memory too", len(rows) - room)
         self._held.extend(rows[: max(room, 0)])
 
     def _report(self) -> None:
