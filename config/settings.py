@@ -94,11 +94,11 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "gateway.api.browser_middleware.BrowserSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "gateway.api.browser_middleware.BrowserAuthenticationMiddleware",
+    "gateway.api.browser_middleware.BrowserMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -337,6 +337,9 @@ UPSTREAM_MAX_RETRY_AFTER_S = env.float("UPSTREAM_MAX_RETRY_AFTER_S", default=20.
 BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
 BREAKER_WINDOW_S = env.int("BREAKER_WINDOW_S", default=60)
 BREAKER_COOLDOWN_S = env.float("BREAKER_COOLDOWN_S", default=30.0)
+# A process that found a breaker closed and clean trusts that for this long without asking
+# Redis again (its own failures end the trust at once): one round trip fewer per upstream call.
+BREAKER_CLOSED_REUSE_S = env.float("BREAKER_CLOSED_REUSE_S", default=1.0)
 # The local LLM engine (llama.cpp's OpenAI-compatible server) that `bootstrap` registers.
 LOCAL_LLM_URL = env("LOCAL_LLM_URL", default="http://127.0.0.1:8081/v1")
 # The OpenAI provider that `bootstrap --openai` registers (inference/openai_setup.py).

@@ -1,13 +1,13 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from experiments.feedback import feedback_record
 from experiments.serializers import FeedbackRequest, FeedbackResponse
+from gateway.api.views import LeanAPIView
 
 
-class FeedbackView(APIView):
+class FeedbackView(LeanAPIView):
     # No endpoint scope: any valid key may report outcomes, and only on its own requests.
     scope = None
 

@@ -3,8 +3,11 @@
 Closed: calls pass; failures are counted in a window. At the threshold it opens: calls skip the
 version until the cooldown ends, then one probe call at a time is let through (half-open); a
 successful probe closes it, a failed one reopens it. Every process sees the same state, so a
-failing upstream is skipped everywhere at once. If the cache itself fails, calls pass: the
-breaker protects the upstream, it must not become an outage of its own.
+failing upstream is skipped everywhere, each process taking at most BREAKER_CLOSED_REUSE_S to
+notice: a process that found a breaker closed with no failures counted trusts that for so
+long without reading it again (a failure of its own ends the trust at once). If the cache
+itself fails, calls pass: the breaker protects the upstream, it must not become an outage of
+its own.
 """
 
 import logging
@@ -16,6 +19,8 @@ from django.core.cache import cache
 from gateway.metrics import families
 
 logger = logging.getLogger(__name__)
+
+_closed_at: dict[int, float] = {}  # version pk -> when this process last found it closed and clean
 
 
 class Breaker:
@@ -29,6 +34,10 @@ class Breaker:
         return self._state(self._read())
 
     def allow(self) -> bool:
+        found = _closed_at.get(self._version_pk)
+        if found is not None and time.monotonic() - found < settings.BREAKER_CLOSED_REUSE_S:
+            self._seen = {}
+            return True
         state = self.state()
         if state == "closed":
             return True
@@ -47,6 +56,7 @@ class Breaker:
 
     def record_failure(self) -> None:
         self._seen = None  # what allow() read no longer holds
+        _closed_at.pop(self._version_pk, None)
 
         def _count():
             if cache.get(self._opened_at) is not None:  # the probe failed
@@ -78,6 +88,10 @@ class Breaker:
     def _read(self) -> dict:
         """The opened-at time and the failure count, in one round trip."""
         self._seen = self._safely(lambda: cache.get_many([self._opened_at, self._failures]), {})
+        if not self._seen:
+            _closed_at[self._version_pk] = time.monotonic()
+        else:
+            _closed_at.pop(self._version_pk, None)
         return self._seen
 
     def _state(self, seen: dict) -> str:

@@ -4,7 +4,7 @@ provider's allowlist (inference/runners/upstream.py) before they pass through.""
 from django.conf import settings
 from rest_framework import serializers
 
-from inference.serializers import StrictCharField
+from inference.serializers import BoundOnce, StrictCharField
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 
@@ -33,7 +33,7 @@ class StrictBooleanField(serializers.BooleanField):
         return data
 
 
-class MessageSerializer(serializers.Serializer):
+class MessageSerializer(BoundOnce):
     role = serializers.ChoiceField(choices=ROLES)
     content = serializers.JSONField(required=False, allow_null=True)
 
@@ -51,7 +51,7 @@ class MessageSerializer(serializers.Serializer):
         return value
 
 
-class ChatCompletionRequest(serializers.Serializer):
+class ChatCompletionRequest(BoundOnce):
     model = StrictCharField(required=False, max_length=160)
     messages = MessageSerializer(many=True, allow_empty=False)
     stream = StrictBooleanField(required=False, default=False)

@@ -7,8 +7,8 @@ import time
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from gateway.api.views import LeanAPIView
 from inference import embeddings, openapi, pipeline
 from inference.models import ModelVersion, RoutingRule, Status, Task
 from inference.openai_serializers import (
@@ -25,7 +25,7 @@ def _served_headers(ctx) -> dict:
     return {"X-Model-Version": f"{version.name}:{version.version}"} if version else {}
 
 
-class ChatCompletionsView(APIView):
+class ChatCompletionsView(LeanAPIView):
     scope = "chat"
 
     @extend_schema(
@@ -59,7 +59,7 @@ class ChatCompletionsView(APIView):
         return response
 
 
-class EmbeddingsView(APIView):
+class EmbeddingsView(LeanAPIView):
     scope = "embeddings"
 
     @extend_schema(
@@ -90,7 +90,7 @@ class EmbeddingsView(APIView):
         )
 
 
-class ModelsView(APIView):
+class ModelsView(LeanAPIView):
     """The model names this key may call."""
 
     @extend_schema(

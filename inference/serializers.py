@@ -11,7 +11,27 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
-class PredictRequest(serializers.Serializer):
+class BoundOnce(serializers.Serializer):
+    """A request body's serializer whose fields are built and bound once per class.
+
+    DRF gives each instance a deep copy of every declared field, bound to the instance: per
+    request, dozens of objects in reference cycles that only the garbage collector frees
+    (gateway/api/views.py says why that matters). Validating fields keep no state between calls,
+    so one set, bound to one instance made for the purpose, serves every request; the
+    `validate_<field>` methods still run on the request's own instance.
+    """
+
+    @property
+    def fields(self):
+        cls = type(self)
+        shared = cls.__dict__.get("_shared_fields")
+        if shared is None:
+            shared = serializers.Serializer.fields.func(cls())
+            cls._shared_fields = shared
+        return shared
+
+
+class PredictRequest(BoundOnce):
     text = StrictCharField(trim_whitespace=False)
     model = StrictCharField(required=False, max_length=160, help_text="A model name, or name:version to pin one.")
 
@@ -32,7 +52,7 @@ class PredictResponse(serializers.Serializer):
     cached = serializers.BooleanField()
 
 
-class EmbeddingsRequest(serializers.Serializer):
+class EmbeddingsRequest(BoundOnce):
     """Both embeddings endpoints' body (OpenAI's fields not named here pass through to an upstream)."""
 
     input = serializers.JSONField(help_text="A string or a list of strings.")

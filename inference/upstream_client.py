@@ -5,6 +5,7 @@ httpx transport collapses under hundreds of concurrent calls and its parsing cos
 """
 
 import email.utils
+import functools
 import json
 import logging
 import time
@@ -83,14 +84,35 @@ def with_retries(provider: Provider, attempt, on_retry=None):
 
     The only retry loop on the path: the SDK's and urllib3's own retries are off.
     """
+    return _policy(provider.max_retries)(_run, attempt, on_retry)
+
+
+@functools.lru_cache(maxsize=32)
+def _policy(max_retries: int) -> Retrying:
+    """One policy per retry count, shared by every call and thread (tenacity keeps a call's
+    state thread-local): built per call, its reference cycles were garbage of every request."""
     return Retrying(
-        stop=stop_after_attempt(provider.max_retries + 1),
+        stop=stop_after_attempt(max_retries + 1),
         wait=_wait,
-        retry=retry_if_exception(lambda exc: isinstance(exc, UpstreamError) and exc.retryable),
-        # tenacity has set the outcome by the time it calls before_sleep.
-        before_sleep=(lambda state: on_retry(state.outcome.exception())) if on_retry else None,  # type: ignore[union-attr]
+        retry=retry_if_exception(_retryable),
+        before_sleep=_before_sleep,
         reraise=True,
-    )(attempt)
+    )
+
+
+def _run(attempt, on_retry):
+    return attempt()
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, UpstreamError) and exc.retryable
+
+
+def _before_sleep(retry_state) -> None:
+    # tenacity has set the outcome by the time it calls before_sleep.
+    _, on_retry = retry_state.args
+    if on_retry is not None:
+        on_retry(retry_state.outcome.exception())
 
 
 def _wait(retry_state) -> float:

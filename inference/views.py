@@ -2,14 +2,14 @@
 
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from gateway.api.views import LeanAPIView
 from inference import embeddings, pipeline
 from inference.models import Task
 from inference.serializers import EmbeddingsRequest, PredictRequest, PredictResponse
 
 
-class PredictView(APIView):
+class PredictView(LeanAPIView):
     scope = "predict"
 
     @extend_schema(request=PredictRequest, responses=PredictResponse)
@@ -30,7 +30,7 @@ class PredictView(APIView):
         )
 
 
-class EmbeddingsView(APIView):
+class EmbeddingsView(LeanAPIView):
     scope = "embeddings"
 
     @extend_schema(request=EmbeddingsRequest)

@@ -1,8 +1,9 @@
-"""A key's requests in flight are capped (gateway/limits/in_flight.py), across processes, and a
-crashed holder never keeps its place."""
+"""A key's model calls in flight are capped (gateway/limits/in_flight.py), across processes,
+and a crashed holder never keeps its place."""
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import pytest
 from django.conf import settings
@@ -10,16 +11,14 @@ from django.db import connection
 from django_redis import get_redis_connection
 
 from gateway.api.errors import RateLimited
-from gateway.limits import in_flight
+from gateway.limits import admission
 from gateway.record.context import RequestContext
 from tests.factories import APIKeyFactory, ChatVersionFactory, TeamFactory
 from tests.servers import gunicorn, http, served_database_url
 
 
-def _take(key) -> RequestContext:
-    ctx = RequestContext()
-    in_flight.acquire(ctx, key)
-    return ctx
+def _take(key) -> admission.Reservation:
+    return admission.reserve(RequestContext(api_key=key, key_prefix=key.prefix), tokens=1, cost=Decimal("0"))
 
 
 @pytest.mark.django_db
@@ -32,7 +31,7 @@ def test_a_sixth_request_of_a_key_capped_at_five_is_refused_until_one_finishes()
 
     assert refused.value.retry_after == 1
     assert "may have 5 at once" in refused.value.message
-    in_flight.release(held[0])
+    held[0].settle()
     _take(key)
 
 

@@ -26,14 +26,18 @@ logger = logging.getLogger(__name__)
 
 REDIS_ERRORS = (ConnectionInterrupted, RedisError, OSError)
 
-# KEYS: counters. Per counter i, ARGV holds amount, cap (-1: none) and a TTL in seconds for a
-# counter created here, or -1 for one that must exist (a budget, seeded from the request log).
-# Returns {1, value1, value2, ...}, {0, i, current} when counter i would pass its cap, or
-# {-1, i} when counter i must be seeded first.
+# KEYS: counters, then optionally a key's set of requests in flight (gateway/limits/in_flight.py).
+# ARGV[1]: the number of counters n. Per counter i, ARGV[3i-1..3i+1]: amount, cap (-1: none)
+# and a TTL in seconds for a counter created here, or -1 for one that must exist (a budget,
+# seeded from the request log). For the set: its cap, the request's member and how long the
+# member may stay; Redis's own clock scores members, so machines with skewed clocks agree.
+# Returns {1, value1, ..., valueN}, {0, i, current} when counter i would pass its cap, {-1, i}
+# when counter i must be seeded first, or {-2, held} when the set is full.
 _RESERVE = """
+local n = tonumber(ARGV[1])
 local created = {}
-for i = 1, #KEYS do
-  local amount, cap, ttl = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i])
+for i = 1, n do
+  local amount, cap, ttl = tonumber(ARGV[3*i-1]), tonumber(ARGV[3*i]), tonumber(ARGV[3*i+1])
   local current = redis.call('GET', KEYS[i])
   if not current then
     if ttl < 0 then return {-1, i} end
@@ -43,28 +47,44 @@ for i = 1, #KEYS do
   current = tonumber(current)
   if cap >= 0 and current + amount > cap then return {0, i, current} end
 end
+local place = KEYS[n + 1]
+local now
+if place then
+  now = tonumber(redis.call('TIME')[1])
+  redis.call('ZREMRANGEBYSCORE', place, '-inf', now)
+  local held = redis.call('ZCARD', place)
+  if held >= tonumber(ARGV[3*n+2]) then return {-2, held} end
+end
 local result = {1}
-for i = 1, #KEYS do
-  result[i + 1] = redis.call('INCRBY', KEYS[i], ARGV[3*i-2])
-  if created[i] then redis.call('EXPIRE', KEYS[i], ARGV[3*i]) end
+for i = 1, n do
+  result[i + 1] = redis.call('INCRBY', KEYS[i], ARGV[3*i-1])
+  if created[i] then redis.call('EXPIRE', KEYS[i], ARGV[3*i+1]) end
+end
+if place then
+  local stay = tonumber(ARGV[3*n+4])
+  redis.call('ZADD', place, now + stay, ARGV[3*n+3])
+  redis.call('EXPIRE', place, stay)
 end
 return result
 """
 
-# Adds ARGV[i] to counter KEYS[i] only where it still exists: a counter that expired or was
-# lost is rebuilt from the request log, and a settlement must not recreate it half-counted.
-# Returns {exists1, value1, exists2, value2, ...}.
+# ARGV[1]: the number of counters n. Adds ARGV[i+1] to counter KEYS[i] only where it still
+# exists: a counter that expired or was lost is rebuilt from the request log, and a
+# settlement must not recreate it half-counted. KEYS[n+1], when given, is a set of requests in
+# flight that member ARGV[n+2] leaves. Returns {exists1, value1, exists2, value2, ...}.
 _ADJUST = """
+local n = tonumber(ARGV[1])
 local result = {}
-for i = 1, #KEYS do
+for i = 1, n do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     result[2*i-1] = 1
-    result[2*i] = redis.call('INCRBY', KEYS[i], ARGV[i])
+    result[2*i] = redis.call('INCRBY', KEYS[i], ARGV[i+1])
   else
     result[2*i-1] = 0
     result[2*i] = 0
   end
 end
+if KEYS[n + 1] then redis.call('ZREM', KEYS[n + 1], ARGV[n+2]) end
 return result
 """
 
@@ -91,6 +111,20 @@ class Missing(NamedTuple):
     index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing calls
 
 
+@dataclass(frozen=True)
+class Place:
+    """A request's place in its key's capped set of requests in flight."""
+
+    key: str
+    member: str
+    cap: int
+    hold_s: int  # how long the member counts if nobody removes it (its holder crashed)
+
+
+class Crowded(NamedTuple):
+    held: int  # the places taken, all of them
+
+
 _last_warned: dict[str, float] = {}
 
 
@@ -109,28 +143,38 @@ def uses_redis() -> bool:
     return settings.CACHES["default"]["BACKEND"] == "django_redis.cache.RedisCache"
 
 
-def reserve(charges: list[Charge]) -> list[int] | Refused | Missing:
-    """Add every charge if each stays within its cap, else add none; new values on success."""
+def reserve(charges: list[Charge], place: Place | None = None) -> list[int] | Refused | Missing | Crowded:
+    """Add every charge if each stays within its cap and take the place if one is free, else
+    change nothing; the counters' new values on success."""
     if not uses_redis():
-        return _local.reserve(charges)
-    args = []
+        return _local.reserve(charges, place)
+    keys = [c.key for c in charges]
+    args: list = [len(charges)]
     for charge in charges:
         args += [charge.amount, -1 if charge.cap is None else charge.cap, -1 if charge.seeded else charge.ttl_s]
+    if place is not None:
+        keys.append(place.key)
+        args += [place.cap, place.member, place.hold_s]
     with redis_client() as client:
-        result = client.register_script(_RESERVE)(keys=[c.key for c in charges], args=args)
+        result = client.register_script(_RESERVE)(keys=keys, args=args)
     if result[0] == 1:
         return [int(value) for value in result[1:]]
     if result[0] == 0:
         return Refused(int(result[1]) - 1, int(result[2]))
+    if result[0] == -2:
+        return Crowded(int(result[1]))
     return Missing(int(result[1]) - 1)
 
 
-def adjust(deltas: list[tuple[str, int]]) -> list[int | None]:
-    """Add each delta to its counter where the counter exists; the new values (None: absent)."""
+def adjust(deltas: list[tuple[str, int]], leave: Place | None = None) -> list[int | None]:
+    """Add each delta to its counter where the counter exists, and give up the place if one is
+    held; the counters' new values (None: absent)."""
     if not uses_redis():
-        return _local.adjust(deltas)
+        return _local.adjust(deltas, leave)
+    keys = [k for k, _ in deltas] + ([leave.key] if leave else [])
+    args = [len(deltas), *(d for _, d in deltas)] + ([leave.member] if leave else [])
     with redis_client() as client:
-        result = client.register_script(_ADJUST)(keys=[k for k, _ in deltas], args=[d for _, d in deltas])
+        result = client.register_script(_ADJUST)(keys=keys, args=args)
     return [int(result[i + 1]) if result[i] else None for i in range(0, len(result), 2)]
 
 
@@ -163,6 +207,7 @@ class _LocalCounters:
 
     def __init__(self) -> None:
         self._values: dict[str, tuple[int, float]] = {}
+        self._places: dict[str, dict[str, float]] = {}  # set -> member -> until (monotonic)
         self._lock = threading.Lock()
 
     def _get(self, key):
@@ -176,7 +221,7 @@ class _LocalCounters:
         expires = time.monotonic() + ttl_s if ttl_s is not None else self._values[key][1]
         self._values[key] = (value, expires)
 
-    def reserve(self, charges):
+    def reserve(self, charges, place):
         with self._lock:
             current = []
             for index, charge in enumerate(charges):
@@ -187,6 +232,14 @@ class _LocalCounters:
                 if charge.cap is not None and value + charge.amount > charge.cap:
                     return Refused(index, value)
                 current.append(value)
+            if place is not None:
+                members = self._places.setdefault(place.key, {})
+                now = time.monotonic()
+                for member in [m for m, until in members.items() if until <= now]:
+                    del members[member]
+                if len(members) >= place.cap:
+                    return Crowded(len(members))
+                members[place.member] = now + place.hold_s
             for charge, value in zip(charges, current, strict=True):
                 if self._get(charge.key) is None:
                     self._set(charge.key, value + charge.amount, charge.ttl_s)
@@ -194,8 +247,10 @@ class _LocalCounters:
                     self._set(charge.key, value + charge.amount)
             return [value + charge.amount for charge, value in zip(charges, current, strict=True)]
 
-    def adjust(self, deltas):
+    def adjust(self, deltas, leave):
         with self._lock:
+            if leave is not None:
+                self._places.get(leave.key, {}).pop(leave.member, None)
             result = []
             for key, delta in deltas:
                 value = self._get(key)

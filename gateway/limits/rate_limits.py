@@ -18,7 +18,7 @@ from django_ratelimit.core import get_usage
 from rest_framework.throttling import BaseThrottle
 
 from gateway.api.errors import RateLimited
-from gateway.limits import counters, in_flight
+from gateway.limits import counters
 from gateway.models import APIKey
 
 WINDOW_S = 60
@@ -30,18 +30,15 @@ def _key_id(group, request) -> str:
 
 
 class KeyRequestRateThrottle(BaseThrottle):
-    """Counts the key's requests in the current minute and refuses past its limit with 429;
-    then takes the request's place among the key's requests in flight (gateway/limits/in_flight.py).
+    """Counts the key's requests in the current minute and refuses past its limit with 429.
 
     Runs after authentication and the scope check, so refused keys do not use up quota.
     """
 
     def allow_request(self, request, view):
         key = request.auth
-        if not isinstance(key, APIKey):
-            return True
-        self._count_request(request, key)
-        in_flight.acquire(request.ctx, key)
+        if isinstance(key, APIKey):
+            self._count_request(request, key)
         return True
 
     def _count_request(self, request, key: APIKey) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from experiments.models import Experiment
     from gateway.filters.content import Policy
+    from gateway.limits.admission import Reservation
     from gateway.models import APIKey
     from inference.models import ModelVersion
 
@@ -51,6 +52,7 @@ class RequestContext:
     shadow_of: uuid.UUID | None = None
     filter_policy: "Policy | None" = None  # once the pipeline chose it
     filtered: dict[str, int] = field(default_factory=dict)  # content filter matches, by detector
+    reservation: "Reservation | None" = None  # admitted and not settled yet
     # Headers the steps want on the response whatever its status (e.g. X-RateLimit-*).
     response_headers: dict[str, str] = field(default_factory=dict)
 

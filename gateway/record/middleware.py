@@ -4,15 +4,15 @@ from django.conf import settings
 
 from gateway.api.errors import RecordUnavailable, json_error
 from gateway.caching import snapshot
-from gateway.limits import addresses, in_flight
+from gateway.limits import addresses
 from gateway.record import log_writer, request_log
 from gateway.record.context import RequestContext
 
 
 class RequestLogMiddleware:
     """Outermost layer: gives each request an id, applies the per-address limits and refuses
-    oversized bodies before anything else runs, logs the outcome, and frees the request's place
-    among its key's requests in flight once the response is sent."""
+    oversized bodies before anything else runs, logs the outcome, and settles a reservation
+    left open (a stream never read) once the response is gone."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -44,13 +44,12 @@ class RequestLogMiddleware:
         try:
             response = self._respond(request, ctx)
         except BaseException:
-            in_flight.release(ctx)
+            _settle_left_open(ctx)
             raise
         if logged and response.status_code == 401:
             addresses.count_failure(address)
         if response.streaming:
-            # A stream's tokens, cost and outcome are known, and its place in flight is freed,
-            # only once it has been sent.
+            # A stream's tokens, cost and outcome are known only once it has been sent.
             response.streaming_content = _finish_after(response.streaming_content, ctx, request, response, logged)
         else:
             _finish(ctx, request, response, logged)
@@ -73,7 +72,7 @@ class RequestLogMiddleware:
 
 
 def _finish(ctx, request, response, logged: bool) -> None:
-    in_flight.release(ctx)
+    _settle_left_open(ctx)
     if logged:
         request_log.record(ctx, request, response.status_code, _elapsed_ms(ctx))
 
@@ -83,6 +82,11 @@ def _finish_after(content, ctx, request, response, logged: bool):
         yield from content
     finally:
         _finish(ctx, request, response, logged)
+
+
+def _settle_left_open(ctx) -> None:
+    if ctx.reservation is not None:
+        ctx.reservation.settle()
 
 
 def _elapsed_ms(ctx) -> float:

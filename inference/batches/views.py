@@ -8,9 +8,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from gateway.api.parsers import FormEncodedJSONParser, JSONParser
+from gateway.api.views import LeanAPIView
 from inference.batches import selectors, services
 from inference.batches.models import BatchJob, JobStatus
 from inference.batches.serializers import (
@@ -37,7 +37,7 @@ def _submit(request, params: BatchCreateRequest) -> BatchJob:
     )
 
 
-class BatchCreateApi(APIView):
+class BatchCreateApi(LeanAPIView):
     scope = "batches"
     parser_classes = [JSONParser, FormEncodedJSONParser, MultiPartParser]
 
@@ -48,7 +48,7 @@ class BatchCreateApi(APIView):
         return Response(BatchJobResponse(job).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
-class BatchDetailApi(APIView):
+class BatchDetailApi(LeanAPIView):
     scope = "batches"
 
     @extend_schema(responses=BatchJobResponse)
@@ -56,7 +56,7 @@ class BatchDetailApi(APIView):
         return Response(BatchJobResponse(selectors.batch_job_visible_to(request.auth, job_id)).data)
 
 
-class BatchCancelApi(APIView):
+class BatchCancelApi(LeanAPIView):
     scope = "batches"
 
     @extend_schema(request=None, responses=BatchJobResponse)
@@ -65,7 +65,7 @@ class BatchCancelApi(APIView):
         return Response(BatchJobResponse(job).data)
 
 
-class BatchResultsApi(APIView):
+class BatchResultsApi(LeanAPIView):
     scope = "batches"
 
     @extend_schema(responses=BatchResultResponse(many=True))
@@ -76,7 +76,7 @@ class BatchResultsApi(APIView):
         return paginator.get_paginated_response(BatchResultResponse(page, many=True, context={"job": job}).data)
 
 
-class BatchResultsJsonlApi(APIView):
+class BatchResultsJsonlApi(LeanAPIView):
     """Every result as one JSON object per line, streamed, for jobs too big to page through."""
 
     scope = "batches"
@@ -93,7 +93,7 @@ class BatchResultsJsonlApi(APIView):
         return response
 
 
-class SeedBatchPredictApi(APIView):
+class SeedBatchPredictApi(LeanAPIView):
     """The original service's `POST /batch_predict`: a JSON list of texts in, `{"task_id"}` out."""
 
     scope = "batches"
@@ -109,7 +109,7 @@ class SeedBatchPredictApi(APIView):
         return Response({"task_id": str(job.pk)})
 
 
-class SeedBatchResultApi(APIView):
+class SeedBatchResultApi(LeanAPIView):
     """The original service's `GET /batch_result/{task_id}`: pending until every result is in."""
 
     scope = "batches"
