@@ -25,9 +25,12 @@ def chaos(tmp_path):
         yield harness
 
 
-def _assert_nothing_lost(outcome):
+def _assert_nothing_lost(outcome, *, cut_connections=0):
     assert outcome.requests > 0
-    assert (outcome.rows_lost, outcome.rows_duplicated, outcome.rows_unanswered) == (0, 0, 0), outcome
+    assert (outcome.rows_lost, outcome.rows_duplicated) == (0, 0), outcome
+    # A row without an answer only for a request whose connection a kill cut after its row was
+    # spooled and before its answer was sent (docs/decisions/0070-durable-request-record.md).
+    assert outcome.rows_unanswered <= cut_connections, outcome
     assert 500 not in outcome.errors, outcome
     assert outcome.refused_without_retry_after == 0, outcome
 
@@ -43,7 +46,7 @@ def test_a_postgresql_outage_under_load_loses_no_row(chaos):
 def test_a_sigkilled_web_workers_answered_requests_are_all_logged_after_its_successor_starts(chaos):
     outcome = chaos.web_worker_killed()
 
-    _assert_nothing_lost(outcome)
+    _assert_nothing_lost(outcome, cut_connections=outcome.socket_errors)
 
 
 def test_a_full_spool_refuses_billable_requests_with_503_and_retry_after(tmp_path):
