@@ -8,7 +8,7 @@ TEST_REDIS_URL ?= $(or $(REDIS_URL),redis://127.0.0.1:6379/15)
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
 
-.PHONY: run worker test lint format superuser bench bench-dashboards vendor-js
+.PHONY: run worker test lint format superuser bench bench-dashboards vendor-js chaos
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,3 +79,10 @@ vendor-js:
 bench: $(VENV)/.installed
 	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python bench/run.py
+
+# Faults under load (docs/reliability.md): PostgreSQL stopped (through the harness's proxy),
+# a private Redis restarted, the upstream failing, web and Celery workers SIGKILLed; then the
+# request log is checked against wrk's answers. Database CHAOS_DATABASE_URL (gateway_chaos).
+chaos: $(VENV)/.installed
+	@command -v wrk >/dev/null || { echo "chaos needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/python scripts/chaos.py

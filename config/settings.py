@@ -167,7 +167,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
         "max_size": env.int("DB_POOL_MAX_SIZE", default=16),
         "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+        # A connection that failed is retried with a doubling backoff for this long, then left
+        # to demand: after an outage the pool reconnects on the next request, not up to a
+        # backoff step (16 s after 20 s down, a minute after two) later (docs/reliability.md).
+        "reconnect_timeout": env.float("DB_POOL_RECONNECT_TIMEOUT", default=5.0),
     }
+    # A connection attempt to a host that does not answer gives up after this long (libpq waits
+    # for the OS otherwise, minutes); a request that needs the database then answers 503
+    # within DB_POOL_TIMEOUT (docs/reliability.md).
+    DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", env.int("DB_CONNECT_TIMEOUT", default=3))
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Concurrent writers from server threads wait for the lock instead of failing.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -409,8 +417,23 @@ GATEWAY_LOGGED_PATH_PREFIXES = ("/api/", "/v1/", "/predict", "/batch_predict", "
 # Off only to measure what the log rows cost (make bench); metrics and the access log stay on.
 GATEWAY_REQUEST_LOG_ENABLED = env.bool("GATEWAY_REQUEST_LOG_ENABLED", default=True)
 # Rows gathered this long are written together by a writer thread per process; 0 writes each
-# on its request's thread. A killed process loses at most this window (gateway/record/log_writer.py).
+# on its request's thread (gateway/record/log_writer.py).
 GATEWAY_REQUEST_LOG_BUFFER_S = env.float("GATEWAY_REQUEST_LOG_BUFFER_S", default=0.05)
+# Every log row is appended to a spool file on local disk before its answer leaves; rows the
+# database cannot take yet wait there and are written, once each, when it answers again
+# (docs/decisions/0070-durable-request-record.md). One subdirectory per database.
+GATEWAY_REQUEST_SPOOL_DIR = env(
+    "GATEWAY_REQUEST_SPOOL_DIR", default=os.path.join(tempfile.gettempdir(), "gateway-request-spool")
+)
+# Rows waiting for the database, in bytes across the directory; past it the spool is full.
+GATEWAY_REQUEST_SPOOL_MAX_BYTES = env.int("GATEWAY_REQUEST_SPOOL_MAX_BYTES", default=1024 * 1_048_576)
+# The spool is fsync'd at most this often (a killed process loses nothing; a lost machine this window).
+GATEWAY_REQUEST_SPOOL_FSYNC_S = env.float("GATEWAY_REQUEST_SPOOL_FSYNC_S", default=1.0)
+# Spool full: refuse billable requests with 503 (default: no unrecorded answer), or serve them
+# with their rows in memory only (availability over the bill).
+GATEWAY_REQUEST_SPOOL_FULL_SERVES = env.bool("GATEWAY_REQUEST_SPOOL_FULL_SERVES", default=False)
+# Retry-After of a 503 whose cause sets none (the database or the spool unavailable, and the rest).
+GATEWAY_UNAVAILABLE_RETRY_AFTER_S = env.int("GATEWAY_UNAVAILABLE_RETRY_AFTER_S", default=5)
 # Raw input text is personal data: stored on the log row only when enabled.
 GATEWAY_LOG_REQUEST_TEXT = env.bool("GATEWAY_LOG_REQUEST_TEXT", default=False)
 # Take the client IP from X-Forwarded-For only behind a proxy that sets it.

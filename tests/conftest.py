@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from config.celery import app as celery_app
@@ -40,6 +40,16 @@ def _served_log_rows_written_at_once():
     row's foreign-key check against the TRUNCATE's locks)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GATEWAY_REQUEST_LOG_BUFFER_S", "0")
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _request_spool_of_this_run(tmp_path_factory):
+    """Log rows spooled by this run's processes stay in this run: a spool left by an earlier
+    run (a killed one) would be replayed into this run's database, onto its keys."""
+    directory = str(tmp_path_factory.mktemp("request-spool"))
+    with pytest.MonkeyPatch.context() as patch, override_settings(GATEWAY_REQUEST_SPOOL_DIR=directory):
+        patch.setenv("GATEWAY_REQUEST_SPOOL_DIR", directory)
         yield
 
 

@@ -2,7 +2,8 @@
 
 Tests script what it answers per upstream model name (`script(model, [behaviour, ...])`):
 "ok", {"status": 429, "retry_after": "0"}, {"status": 500}, {"delay": seconds},
-{"break_after": n} (a stream cut after n content events). Unscripted calls answer "ok".
+{"break_after": n} (a stream cut after n content events). Unscripted calls answer "ok", or
+what `unscripted` is set to.
 It records every request it receives. Run as a process for benchmarks:
 `python -m tests.standin_upstream --port 9100 --delay 0.5`.
 """
@@ -21,6 +22,8 @@ class StandinUpstream:
     def __init__(self, port: int = 0, default_delay: float = 0.0):
         self.default_delay = default_delay
         self.requests: list[dict] = []
+        # What unscripted calls get: "ok", or a behaviour for all of them (a fault, tests/chaos.py).
+        self.unscripted: str | dict = "ok"
         self._scripts: dict[str, collections.deque] = collections.defaultdict(collections.deque)
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"standin": self})
@@ -38,7 +41,7 @@ class StandinUpstream:
     def next_behaviour(self, model: str):
         with self._lock:
             queue = self._scripts.get(model)
-            return queue.popleft() if queue else "ok"
+            return queue.popleft() if queue else self.unscripted
 
     def record(self, path: str, headers, body: dict) -> None:
         with self._lock:

@@ -1,13 +1,14 @@
 """The request log writer (gateway/record/log_writer.py): rows handed over are written in batches, none lost."""
 
 import logging
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from gateway.models import RequestLog
-from gateway.record import request_log
+from gateway.record import request_log, spool
 from gateway.record.context import RequestContext
 from gateway.record.log_writer import writer
 from tests.factories import APIKeyFactory
@@ -53,3 +54,30 @@ def test_a_row_the_database_refuses_loses_only_itself(caplog):
 
     assert set(RequestLog.objects.filter(api_key=key).values_list("request_id", flat=True)) == set(good)
     assert any(str(bad) in record.getMessage() for record in caplog.records)
+
+
+def test_a_dead_processs_spool_segment_is_adopted_and_every_row_written_once(settings, tmp_path):
+    """A segment left without its lock (its process was killed): rows whose COPY had landed are
+    not written again, the others are, and a line cut mid-write (its answer never left) is not."""
+    settings.GATEWAY_REQUEST_SPOOL_DIR = str(tmp_path)
+    key = APIKeyFactory()
+    rows = []
+    for _ in range(5):
+        ctx = RequestContext(endpoint="/api/v1/predict")
+        ctx.set_key(key)
+        rows.append(request_log.log_row(ctx, method="POST", endpoint=ctx.endpoint, status_code=200, latency_ms=1.0))
+    RequestLog.objects.bulk_create(rows[:2])  # written before the process died
+    directory = spool.directory_path()
+    directory.mkdir(parents=True)
+    cut = spool.encode(rows[4])[:-20]
+    (directory / f"{time.time_ns():020d}-999999.spool").write_bytes(b"".join(map(spool.encode, rows[:4])) + cut)
+
+    writer.spool._scanned_at = 0.0  # look for orphans on the writer's next round
+    live = _submit(key)  # this process's own traffic goes on meanwhile
+    writer.flush()  # adopts the segment
+    writer.flush()  # replays it
+
+    logged = list(RequestLog.objects.filter(api_key=key).values_list("request_id", flat=True))
+    assert sorted(logged) == sorted([live, *(row.request_id for row in rows[:4])])
+    # The orphan is gone once replayed; what is left is this process's own current segment.
+    assert [path.name for path in directory.iterdir() if "-999999" in path.name] == []

@@ -1,10 +1,18 @@
 """One JSON error shape for the whole API: {"error": {"type", "message", "request_id"}}."""
 
+import logging
+
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions
 from rest_framework.response import Response
+
+from gateway import db
+
+logger = logging.getLogger(__name__)
 
 _TYPES = [
     (exceptions.ValidationError, "invalid_request"),
@@ -117,6 +125,20 @@ class QueueUnavailable(GatewayError):
     message = "The job queue is unreachable; the job was not accepted. Retry shortly."
 
 
+class DatabaseUnavailable(GatewayError):
+    """PostgreSQL is out of reach and this request needs it (what the snapshot holds is served)."""
+
+    error_type = "database_unavailable"
+    message = "The gateway's database is unreachable and this request needs it; retry shortly."
+
+
+class RecordUnavailable(GatewayError):
+    """The request log's spool is full: a billable answer could not be recorded."""
+
+    error_type = "record_unavailable"
+    message = "Requests cannot be recorded right now, so none is served; retry shortly."
+
+
 class JobFinished(GatewayError):
     error_type = "job_finished"
 
@@ -136,6 +158,8 @@ _STATUS = (
     (UpstreamUnavailable, 503),
     (LimitsUnavailable, 503),
     (QueueUnavailable, 503),
+    (DatabaseUnavailable, 503),
+    (RecordUnavailable, 503),
 )
 
 
@@ -183,10 +207,21 @@ def exception_handler(exc, context):
     request = context["request"]
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # The database is out of reach (refused, cut, or no pooled connection within
+        # DB_POOL_TIMEOUT): a 503 to retry, never a 500 (docs/reliability.md).
+        logger.warning("Database unavailable: %s", exc)
+        db.set_reachable(False)
+        exc = DatabaseUnavailable(retry_after=settings.GATEWAY_UNAVAILABLE_RETRY_AFTER_S)
     if isinstance(exc, GatewayError):
-        response = Response(error_body(exc.error_type, exc.message, request, exc.fields), status=status_of(exc))
-        if exc.retry_after is not None:
-            response["Retry-After"] = str(exc.retry_after)
+        status = status_of(exc)
+        response = Response(error_body(exc.error_type, exc.message, request, exc.fields), status=status)
+        retry_after = exc.retry_after
+        if retry_after is None and status == 503:
+            # Every 503 says when to come back (docs/reliability.md); the step that knows better sets its own.
+            retry_after = settings.GATEWAY_UNAVAILABLE_RETRY_AFTER_S
+        if retry_after is not None:
+            response["Retry-After"] = str(retry_after)
         return response
     # Imported here: loading rest_framework.views loads the throttle classes, which raise
     # this module's errors (gateway/limits/rate_limits.py), so a module-level import is circular.

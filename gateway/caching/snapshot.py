@@ -12,6 +12,10 @@ process read under it. Changes made around the ORM (queryset `.update()`, SQL) c
 Only a cache shared by all processes (Redis) can carry the token: with the local-memory
 cache of the embedded default every read goes to the database, as before.
 
+While the database is out of reach (gateway/db.py), kept entries are served past the maximum
+age: requests whose key and configuration were read before the outage are answered
+(docs/reliability.md).
+
 Entries are bounded (MAX_ENTRIES, least recently used out first), and reads whose key the
 sender chooses before it has authenticated (an API key's prefix) keep only what exists:
 outsiders can neither grow the snapshot nor push the rows real traffic needs out of it.
@@ -28,7 +32,9 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
+
+from gateway import db
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +71,15 @@ def read(key: tuple, load: Callable[[], T], *, keep_missing: bool = True) -> T:
         kept = _entries.get(key)
         if kept is not None:
             _entries.move_to_end(key)
-    if kept is not None and now - kept[0] < settings.GATEWAY_SNAPSHOT_MAX_AGE_S:
+    if kept is not None and (now - kept[0] < settings.GATEWAY_SNAPSHOT_MAX_AGE_S or db.unreachable()):
         return kept[1]
-    value = load()
+    try:
+        value = load()
+    except (OperationalError, InterfaceError):
+        if kept is None:
+            raise
+        db.set_reachable(False)
+        return kept[1]  # degraded mode: what was read before the outage, however old
     if value is None and not keep_missing:
         return value
     with _lock:

@@ -15,6 +15,8 @@ Who records what:
 - The content filter: FILTERED (gateway/filters/content.py `record`).
 - The upstream path: UPSTREAM_RETRIES (inference/runners/upstream.py), BREAKER_OPEN (inference/breaker.py).
 - Scrape time (gateway/metrics/export.py): BUDGET_USED_RATIO, BATCH_QUEUE_DEPTH, ROLLUP_LAG.
+- Degraded modes: DEGRADED (gateway/db.py, gateway/record/log_writer.py), SPOOL_PENDING_BYTES and
+  SPOOL_REPLAYED (gateway/record/log_writer.py).
 - gateway/metrics/traffic.py adds gateway_budget_alerts_total (threshold crossings).
 """
 
@@ -93,6 +95,23 @@ FILTERED = Counter(
     "Matches the content filter redacted or blocked, by detector, mode and where (answer, stream, "
     "request_text, batch_input).",
     ["detector", "mode", "target"],
+)
+
+# Degraded modes (docs/reliability.md): each process says what it sees; the highest live value wins.
+DEGRADED = Gauge(
+    "gateway_degraded",
+    "1 while this process serves in a degraded mode: reason database (PostgreSQL out of reach, log rows "
+    "spooled) or request_spool_full (billable requests refused, unless configured to serve).",
+    ["reason"],
+    multiprocess_mode="livemax",
+)
+SPOOL_PENDING_BYTES = Gauge(
+    "gateway_request_spool_pending_bytes",
+    "Bytes of request log rows in the spool waiting for the database (GATEWAY_REQUEST_SPOOL_MAX_BYTES is the bound).",
+    multiprocess_mode="livemax",
+)
+SPOOL_REPLAYED = Counter(
+    "gateway_request_spool_replayed_rows", "Request log rows written from the spool once the database answered."
 )
 
 # The original service's families, with its names, types and labels: its dashboards and alerts

@@ -4,9 +4,10 @@ from decimal import Decimal
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import InterfaceError, OperationalError, models
 from django.utils import timezone
 
+from gateway import db
 from gateway.caching import snapshot
 from gateway.filters.modes import FilterMode
 from gateway.keys import crypto
@@ -218,8 +219,13 @@ class APIKey(LimitsAndBudget):
         """Record use, at most one write per key per resolution window."""
         now = now or timezone.now()
         cutoff = now - timedelta(seconds=settings.GATEWAY_KEY_LAST_USED_RESOLUTION_S)
-        if self.last_used_at is None or self.last_used_at < cutoff:
-            APIKey.objects.filter(pk=self.pk).filter(
-                models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=cutoff)
-            ).update(last_used_at=now)
+        if (self.last_used_at is None or self.last_used_at < cutoff) and not db.unreachable():
+            try:
+                APIKey.objects.filter(pk=self.pk).filter(
+                    models.Q(last_used_at__isnull=True) | models.Q(last_used_at__lt=cutoff)
+                ).update(last_used_at=now)
+            except (OperationalError, InterfaceError):
+                # Bookkeeping, not billing: a database outage must not fail the request.
+                db.set_reachable(False)
+                return
             self.last_used_at = now

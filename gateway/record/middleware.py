@@ -2,10 +2,10 @@ import time
 
 from django.conf import settings
 
-from gateway.api.errors import json_error
+from gateway.api.errors import RecordUnavailable, json_error
 from gateway.caching import snapshot
 from gateway.limits import addresses
-from gateway.record import request_log
+from gateway.record import log_writer, request_log
 from gateway.record.context import RequestContext
 
 
@@ -33,6 +33,13 @@ class RequestLogMiddleware:
             response["Retry-After"] = str(refusal.retry_after)
             response["X-Request-ID"] = str(ctx.request_id)
             request_log.record(ctx, request, 429, _elapsed_ms(ctx), write_row=False)
+            return response
+        if logged and log_writer.writer.refuses_requests():
+            # The spool is full: an answer now could not be recorded (docs/reliability.md).
+            response = json_error(request, 503, RecordUnavailable.error_type, RecordUnavailable.message)
+            response["Retry-After"] = str(settings.GATEWAY_UNAVAILABLE_RETRY_AFTER_S)
+            response["X-Request-ID"] = str(ctx.request_id)
+            request_log.record(ctx, request, 503, _elapsed_ms(ctx), write_row=False)
             return response
         try:
             response = self._respond(request, ctx)

@@ -180,7 +180,7 @@ def _first_success(ctx: RequestContext, versions: list[ModelVersion], body: dict
         _charge_from_usage(ctx, version, json.loads(result).get("usage"))
         return result
     if all_open:
-        raise UpstreamUnavailable()
+        raise UpstreamUnavailable(retry_after=max(1, round(settings.BREAKER_COOLDOWN_S)))
     raise UpstreamFailed()
 
 
