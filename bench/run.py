@@ -40,8 +40,8 @@ SENTENCES = os.environ.get("BENCH_SENTENCES") or (
 REPEATS = int(os.environ.get("BENCH_REPEATS", "2"))
 SOAK_SECONDS = int(os.environ.get("BENCH_SOAK_SECONDS", "120"))
 # How long the server comparison loads a server that recycles its workers: granian's shortest
-# worker lifetime is 60 s.
-RECYCLE_SECONDS = int(os.environ.get("BENCH_RECYCLE_SECONDS", "75"))
+# worker lifetime is 60 s, and it replaces its workers one at a time, 20 s apart.
+RECYCLE_SECONDS = int(os.environ.get("BENCH_RECYCLE_SECONDS", "110"))
 SERVER = os.environ.get("BENCH_SERVER", "gunicorn")
 GROUPS = ("classify", "chat", "slow", "soak", "scale_out", "abuse")
 ONLY = [name for name in os.environ.get("BENCH_ONLY", "").split(",") if name]
@@ -351,8 +351,8 @@ def _servers(bench, results) -> None:
     counts: chat at 1 and 32 clients on the fast stand-in, 256 clients on the slow one (with the
     longest collector pause), a graceful reload (SIGHUP) under 32 clients, and then, on another
     fresh server, worker recycling under 32 clients for BENCH_RECYCLE_SECONDS (gunicorn:
-    WEB_MAX_REQUESTS; granian: its shortest worker lifetime, 60 s)."""
-    reload_seconds = max(load.SECONDS, 20)
+    WEB_MAX_REQUESTS=3000; granian: its shortest worker lifetime, 60 s)."""
+    reload_seconds = max(load.SECONDS, 60)  # granian replaces its two workers one at a time, 20 s apart
     recycling = {"gunicorn": {"WEB_MAX_REQUESTS": "3000"}, "granian": {"GRANIAN_WORKERS_LIFETIME": "60"}}
     extra: dict[str, list] = defaultdict(list)
 

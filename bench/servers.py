@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.servers import free_port, serving
 
 METRICS_TOKEN = "bench-scrape"
+GRANIAN_RESPAWN_INTERVAL_S = "20"
 GUNICORN = [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "config.wsgi"]
 
 
@@ -80,6 +81,10 @@ def _granian(port: int, env: dict) -> list[str]:
         "--http", "1", "--no-ws", "--log-level", "warning", "--respawn-failed-workers",
         # gunicorn.conf.py's graceful_timeout
         "--workers-kill-timeout", "30",
+        # On a reload or at the end of a worker's lifetime granian starts the new worker, waits
+        # this long, then stops the old one: it must outlast a worker's start (the models'
+        # warm-up), or no worker accepts in between and connections fail.
+        "--respawn-interval", GRANIAN_RESPAWN_INTERVAL_S,
     ]  # fmt: skip
     if lifetime := env.get("GRANIAN_WORKERS_LIFETIME"):
         command += ["--workers-lifetime", lifetime]
