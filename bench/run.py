@@ -614,8 +614,9 @@ def _print_table(results: dict) -> None:
         runs = " ".join(f"{rate:.0f}" for rate in s.get("runs_requests_per_s", []))
         print(f"{name:<38}{s['requests_per_s']:>10.1f}{s['p50_ms']:>10.1f}{s['p99_ms']:>10.1f}{s['errors']:>8}  {runs}")
     for name, label in RAW_LABELS.items() if "raw_model" in results else ():
-        rate = results["raw_model"][name]["sentences_per_s"]
-        print(f"{'raw model, ' + name:<38}{rate:>10.1f}  sentences/s ({label})")
+        raw = results["raw_model"][name]
+        runs = " ".join(f"{rate:.0f}" for rate in raw.get("runs_sentences_per_s", []))
+        print(f"{'raw model, ' + name:<38}{raw['sentences_per_s']:>10.1f}  sentences/s ({label}) {runs}")
     if "soak" in results:
         soak = results["soak"]
         first, last = soak["first"]["requests_per_s"], soak["last"]["requests_per_s"]
