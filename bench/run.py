@@ -16,6 +16,7 @@ bench/results/latest.json and prints a table.
 import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -72,6 +73,8 @@ def main() -> None:
     unknown = set(ONLY) - {*GROUPS, "servers"}
     if unknown or SERVER not in ("gunicorn", "granian"):
         sys.exit(f"BENCH_ONLY takes {', '.join((*GROUPS, 'servers'))}; BENCH_SERVER gunicorn or granian.")
+    # Stopped from outside (a timeout), still stop every server it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     _create_database()
     django.setup()
     from django.core.cache import cache
@@ -429,10 +432,12 @@ def _raw_model(sentences: list[str]):
 
     from inference.backends import load_runner
     from inference.batching import by_length
-    from inference.models import ModelVersion
+    from inference.models import ModelVersion, Runtime
 
     torch.set_num_threads(os.cpu_count() or 1)
-    model = load_runner(ModelVersion.objects.get(name="sentiment", status="production"))
+    # PyTorch whatever runtime the version serves on: the ceiling stays the same as runtimes change.
+    model = load_runner(ModelVersion.objects.get(name="sentiment", status="production"), Runtime.TORCH)
+    assert model.runtime == Runtime.TORCH
     model(sentences[:32])  # warm-up
 
     def timed(passes: list[list[str]]) -> dict:

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +67,7 @@ def gateway(env: dict, server: str = "gunicorn", timeout_s: float = 180):
         else:
             raise ValueError(f"BENCH_SERVER must be gunicorn or granian, not {server!r}")
         base = f"http://127.0.0.1:{port}"
-        with serving(command, env, base + "/ready", timeout_s, own_process_group=True) as process:
+        with _process_group(command, env, base + "/ready", timeout_s) as process:
             yield Server(base, port, process)
 
 
@@ -102,5 +102,19 @@ def bare(upstream_url: str, timeout_s: float = 60):
         "BARE_UPSTREAM_URL": upstream_url,
     }
     base = f"http://127.0.0.1:{port}"
-    with serving(command, env, base + "/ready", timeout_s, own_process_group=True) as process:
+    with _process_group(command, env, base + "/ready", timeout_s) as process:
         yield Server(base, port, process)
+
+
+@contextmanager
+def _process_group(command: list[str], env: dict, ready_url: str, timeout_s: float):
+    """`serving` in a process group of its own, killed whole at the end: a master killed after
+    the stop's grace period (granian's waits for its workers) would leave its workers behind."""
+    process = None
+    try:
+        with serving(command, env, ready_url, timeout_s, own_process_group=True) as process:
+            yield process
+    finally:
+        if process is not None:
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
