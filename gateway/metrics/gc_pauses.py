@@ -55,6 +55,9 @@ def _flush_forever() -> None:
 def install() -> None:
     """Time every collection of this process from now on; idempotent."""
     global _flusher
+    for generation in ("0", "1", "2"):  # every series exists from the start, at zero
+        families.GC_PAUSE.labels(generation)
+        families.GC_PAUSE_MAX.labels(generation)
     if _on_collection not in gc.callbacks:
         gc.callbacks.append(_on_collection)
     if _flusher is None or not _flusher.is_alive():
