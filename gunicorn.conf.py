@@ -21,6 +21,10 @@ os.environ.setdefault("TORCH_THREADS", str(max(1, (os.cpu_count() or 1) // worke
 # A slow upstream call may take a minute; the worker must not be killed meanwhile.
 timeout = int(os.environ.get("WEB_TIMEOUT", "120"))
 graceful_timeout = 30
+# Recycle a worker after this many requests (0: never); the jitter keeps workers from
+# restarting together. A replacement loads its models before it accepts a request.
+max_requests = int(os.environ.get("WEB_MAX_REQUESTS", "0"))
+max_requests_jitter = max_requests // 10
 keepalive = 5
 # The request log is the access log; gunicorn's own would double the per-request writes.
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
@@ -56,17 +60,26 @@ def on_exit(server):
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
-def post_worker_init(worker):
-    """Load every production model in this worker before it takes traffic, then keep the
-    garbage collector off what was loaded: full collections walk every object of torch,
-    transformers and Django while holding the GIL, stalling every thread (docs/benchmarks.md)."""
-    from inference import pool
-
-    pool.warm_up()
+def tune_gc():
+    """Keep the garbage collector off what the worker loaded: full collections walk every object
+    of torch, transformers and Django while holding the GIL, stalling every thread
+    (docs/benchmarks.md). bench/bare/gunicorn.conf.py tunes its workers the same way."""
     gc.collect()
     gc.freeze()
     # Requests allocate many short-lived objects: collect the young generation less often.
     gc.set_threshold(50_000, 50, 100)
+
+
+def post_worker_init(worker):
+    """Load every production model in this worker before it takes traffic, tune the collector,
+    and time its pauses from then on (gateway_gc_pause_seconds): the pauses requests see, not
+    the one-off collection of the start-up."""
+    from gateway.metrics import gc_pauses
+    from inference import pool
+
+    pool.warm_up()
+    tune_gc()
+    gc_pauses.install()
 
 
 def worker_exit(server, worker):

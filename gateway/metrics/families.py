@@ -18,6 +18,7 @@ Who records what:
 - Degraded modes: DEGRADED (gateway/db.py, gateway/record/log_writer.py), SPOOL_PENDING_BYTES and
   SPOOL_REPLAYED (gateway/record/log_writer.py).
 - gateway/metrics/traffic.py adds gateway_budget_alerts_total (threshold crossings).
+- gateway/metrics/gc_pauses.py: GC_PAUSE, GC_PAUSE_MAX (garbage-collector pauses of each worker).
 """
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -112,6 +113,23 @@ SPOOL_PENDING_BYTES = Gauge(
 )
 SPOOL_REPLAYED = Counter(
     "gateway_request_spool_replayed_rows", "Request log rows written from the spool once the database answered."
+)
+
+# A collection holds the GIL: every thread of the worker waits for it (docs/benchmarks.md).
+_GC_PAUSE_BUCKETS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, float("inf"))
+GC_PAUSE = Histogram(
+    "gateway_gc_pause_seconds",
+    "Garbage-collector pauses of the serving processes, by the generation collected.",
+    ["generation"],
+    buckets=_GC_PAUSE_BUCKETS_S,
+)
+# The longest pause is what stalls requests; a histogram bucket only bounds it. "max" across
+# processes keeps a recycled worker's longest pause too.
+GC_PAUSE_MAX = Gauge(
+    "gateway_gc_pause_max_seconds",
+    "The longest garbage-collector pause of any serving process since the server started, by generation.",
+    ["generation"],
+    multiprocess_mode="max",
 )
 
 # The original service's families, with its names, types and labels: its dashboards and alerts
