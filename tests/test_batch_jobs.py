@@ -305,6 +305,20 @@ def test_results_page_in_index_order_and_download_as_jsonl(authed, settings):
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("eager_jobs")
+def test_items_run_together_whatever_the_keys_cap_on_calls_in_flight(client, settings):
+    # A chunk's items run at once on the worker's threads; the cap guards web server threads.
+    settings.GATEWAY_BATCH_CHUNK_SIZE = 4
+    key = APIKeyFactory(max_in_flight=1)
+    client.credentials(HTTP_X_API_KEY=key.plaintext)
+    job_id = submit(client, {"inputs": ["great", "awful", "fine", "dull"]}).json()["id"]
+
+    results = client.get(f"/api/v1/batches/{job_id}/results").json()["results"]
+
+    assert [result["status"] for result in results] == ["succeeded"] * 4
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("eager_jobs")
 def test_embeddings_job_gives_one_unit_vector_per_input(authed):
     job_id = submit(authed, {"inputs": ["first text", "second text"], "task": "embeddings"}).json()["id"]
 

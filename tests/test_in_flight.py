@@ -36,6 +36,18 @@ def test_a_sixth_request_of_a_key_capped_at_five_is_refused_until_one_finishes()
 
 
 @pytest.mark.django_db
+def test_a_call_that_holds_no_web_thread_takes_no_place():
+    key = APIKeyFactory(max_in_flight=1)
+    _take(key)
+    batch_item = RequestContext(api_key=key, key_prefix=key.prefix, holds_web_thread=False)
+
+    admission.reserve(batch_item, tokens=1, cost=Decimal("0")).settle()
+
+    with pytest.raises(RateLimited):
+        _take(key)
+
+
+@pytest.mark.django_db
 def test_the_cap_is_the_keys_else_its_teams_else_the_default(settings):
     settings.GATEWAY_DEFAULT_LIMITS = {**settings.GATEWAY_DEFAULT_LIMITS, "max_in_flight": 2}
     team_key = APIKeyFactory(team=TeamFactory(max_in_flight=1))

@@ -27,9 +27,10 @@ def hold_s() -> int:
 
 
 def place(ctx: RequestContext, key) -> counters.Place | None:
-    """The place this request would take among the key's calls in flight; None when uncapped."""
+    """The place this request would take among the key's calls in flight; None when uncapped
+    or when the call holds no web server thread (a batch item)."""
     cap = key.effective_limit("max_in_flight")
-    if cap is None:
+    if cap is None or not ctx.holds_web_thread:
         return None
     return counters.Place(f"gw:inflight:{key.pk}", str(ctx.request_id), cap, hold_s())
 

@@ -53,6 +53,9 @@ class RequestContext:
     filter_policy: "Policy | None" = None  # once the pipeline chose it
     filtered: dict[str, int] = field(default_factory=dict)  # content filter matches, by detector
     reservation: "Reservation | None" = None  # admitted and not settled yet
+    # A batch item runs on a Celery worker, bounded by its concurrency: it holds no web server
+    # thread, so it takes no place among its key's calls in flight.
+    holds_web_thread: bool = True
     # Headers the steps want on the response whatever its status (e.g. X-RateLimit-*).
     response_headers: dict[str, str] = field(default_factory=dict)
 

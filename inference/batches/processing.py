@@ -64,7 +64,7 @@ def failure_reason(job_id, exc: Exception) -> str:
 
 
 def _run_item(job: BatchJob, key, item: BatchItem) -> Outcome:
-    ctx = RequestContext(request_id=item.request_id)
+    ctx = RequestContext(request_id=item.request_id, holds_web_thread=False)
     ctx.set_key(key)
     started = time.perf_counter()
     outcome = Outcome(item=item, ctx=ctx, latency_ms=0.0)
