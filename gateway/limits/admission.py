@@ -78,7 +78,7 @@ def reserve(ctx: RequestContext, *, tokens: int, cost: Decimal) -> Reservation:
             holds[result.index].seed()  # type: ignore[union-attr]  # only budget counters are ever missing
             seeded.add(result.index)
     except counters.StoreDown as exc:
-        counters.store_down("budgets and token limits", exc, fail_open=fail_open)
+        counters.store_down("budgets, token limits and calls in flight", exc, fail_open=fail_open)
         return Reservation(ctx)
     if isinstance(result, counters.Crowded):
         in_flight.refuse(result, place)  # type: ignore[arg-type]  # only a place can be crowded

@@ -11,6 +11,8 @@ given back in the one that settles them (gateway/limits/admission.py): the cap c
 request no round trip of its own. Answers from the response cache take no place.
 """
 
+from typing import NoReturn
+
 from django.conf import settings
 
 from gateway.api.errors import RateLimited
@@ -35,7 +37,7 @@ def place(ctx: RequestContext, key) -> counters.Place | None:
     return counters.Place(f"gw:inflight:{key.pk}", str(ctx.request_id), cap, hold_s())
 
 
-def refuse(crowded: counters.Crowded, place: counters.Place):
+def refuse(crowded: counters.Crowded, place: counters.Place) -> NoReturn:
     raise RateLimited(
         retry_after=1,
         message=f"This API key has {crowded.held} requests in flight and may have {place.cap} at once; "
