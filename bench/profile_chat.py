@@ -12,7 +12,6 @@ once first so that they hold its models.
 
 import cProfile
 import gc
-import io
 import json
 import os
 import pstats
@@ -36,7 +35,7 @@ from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
 
 from gateway.models import APIKey  # noqa: E402
 from inference.models import Provider  # noqa: E402
-from tests.servers import free_port, serving  # noqa: E402
+from tests.servers import free_port, serving, wsgi_post  # noqa: E402
 
 # Each step: a label and the function (file:line(name) as cProfile names it, by suffix) whose
 # cumulative time it is. Steps nest: "pipeline" holds "reserve", "upstream call" and "settle".
@@ -105,18 +104,9 @@ def _caller(key: str):
 
     def ask(i: int) -> None:
         data = json.dumps({"model": "bench-fast", "messages": [{"role": "user", "content": f"question {i}"}]}).encode()
-        environ = {
-            "REQUEST_METHOD": "POST", "PATH_INFO": "/v1/chat/completions", "SERVER_NAME": "localhost",
-            "SERVER_PORT": "80", "HTTP_HOST": "localhost", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(data), "CONTENT_LENGTH": str(len(data)), "CONTENT_TYPE": "application/json",
-            "HTTP_X_API_KEY": key,
-        }  # fmt: skip
-        status = []
-        response = app(environ, lambda line, headers: status.append(line))
-        b"".join(response)
-        response.close()
-        if not status[0].startswith("200"):
-            sys.exit(f"the gateway answered {status[0]}")
+        status, _ = wsgi_post(app, "/v1/chat/completions", data, key)
+        if not status.startswith("200"):
+            sys.exit(f"the gateway answered {status}")
 
     return ask
 

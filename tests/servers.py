@@ -1,5 +1,6 @@
 """Start real server processes for tests: bound to 127.0.0.1 on a free port, stopped after."""
 
+import io
 import json
 import os
 import shutil
@@ -31,6 +32,31 @@ def served_database_url() -> str:
     """The URL of the database pytest-django created, for processes the test starts."""
     s = connection.settings_dict
     return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+def wsgi_post(app, path: str, data: bytes, api_key: str) -> tuple[str, bytes]:
+    """(status line, body) of a JSON POST through a WSGI application in this process, called
+    as a server calls it (Django's test client keeps the request alive from its response)."""
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "HTTP_HOST": "localhost",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(data),
+        "CONTENT_LENGTH": str(len(data)),
+        "CONTENT_TYPE": "application/json",
+        "HTTP_X_API_KEY": api_key,
+    }
+    status = []
+    response = app(environ, lambda line, headers: status.append(line))
+    try:
+        content = b"".join(response)
+    finally:
+        response.close()
+    return status[0], content
 
 
 def http(method: str, url: str, body=None, headers=None, timeout=30):

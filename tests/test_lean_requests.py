@@ -1,7 +1,6 @@
 """A finished API request leaves nothing for the garbage collector, and costs few Redis round
 trips (docs/benchmarks.md: cyclic garbage is what made the collector's long pauses)."""
 
-import io
 import json
 import os
 import subprocess
@@ -13,7 +12,7 @@ from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 
 from tests.factories import APIKeyFactory, ChatVersionFactory
-from tests.servers import served_database_url
+from tests.servers import served_database_url, wsgi_post
 
 pytestmark = [pytest.mark.usefixtures("default_models"), pytest.mark.django_db(transaction=True)]
 
@@ -69,17 +68,7 @@ def test_a_chat_request_costs_at_most_six_redis_round_trips(chat_version, monkey
     data = json.dumps({"model": "gpt", "messages": [{"role": "user", "content": "hello"}]}).encode()
 
     def call() -> str:
-        environ = {
-            "REQUEST_METHOD": "POST", "PATH_INFO": "/v1/chat/completions", "SERVER_NAME": "testserver",
-            "SERVER_PORT": "80", "HTTP_HOST": "testserver", "REMOTE_ADDR": "127.0.0.1", "wsgi.url_scheme": "http",
-            "wsgi.input": io.BytesIO(data), "CONTENT_LENGTH": str(len(data)), "CONTENT_TYPE": "application/json",
-            "HTTP_X_API_KEY": key.plaintext,
-        }  # fmt: skip
-        status = []
-        response = app(environ, lambda line, headers: status.append(line))
-        b"".join(response)
-        response.close()
-        return status[0]
+        return wsgi_post(app, "/v1/chat/completions", data, key.plaintext)[0]
 
     call()
     commands = []
