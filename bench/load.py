@@ -11,16 +11,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
 
 
-def wrk(url: str, bodies: Path, key: str, connections: int, threads=2, seconds=None, script="post_lines.lua", env=None):
-    return finish(start(url, bodies, key, connections, threads, seconds, script, env))
+def wrk(url: str, bodies: Path, key: str, connections: int, threads=2, seconds=None, env=None):
+    return finish(start(url, bodies, key, connections, threads, seconds, env))
 
 
-def start(url, bodies, key, connections, threads=2, seconds=None, script="post_lines.lua", env=None):
+def start(url, bodies, key, connections, threads=2, seconds=None, env=None):
     """wrk running in the background; `finish` waits for it and reads its figures."""
     threads = min(threads, connections)
     command = [
         "wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds or SECONDS}s", "--timeout", "10s",
-        "-s", str(ROOT / "bench/wrk" / script), url, "--", str(bodies),
+        "-s", str(ROOT / "bench/wrk/post_lines.lua"), url, "--", str(bodies),
     ]  # fmt: skip
     env = {**os.environ, **(env or {}), "WRK_API_KEY": key, "WRK_THREADS": str(threads)}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)

@@ -313,7 +313,7 @@ def _abuse(bench, results) -> None:
     def legit_load(name: str, path: str, bodies: Path) -> None:
         ids = bench.scratch / f"{name}.ids"
         wrk_env = {"WRK_FORWARDED_FOR": "203.0.113.10", "WRK_IDS_FILE": str(ids)}
-        scenarios[name] = wrk(server.url + path, bodies, legit, 32, script="legit.lua", env=wrk_env)
+        scenarios[name] = wrk(server.url + path, bodies, legit, 32, env=wrk_env)
         answered.extend(ids.read_text().split())
 
     with _gateway(env) as server:

@@ -1,15 +1,25 @@
 -- POSTs one JSON body per request, taken in order from a file of one body per line, so
 -- that no two requests repeat (no cache hits). Usage:
 --   wrk -s post_lines.lua URL -- BODIES_FILE
--- Headers: X-API-Key from the WRK_API_KEY environment variable.
+-- Environment: WRK_API_KEY (the X-API-Key header); WRK_FORWARDED_FOR, when set, the client
+-- address as a trusted proxy reports it (X-Forwarded-For); WRK_IDS_FILE, when set, the file
+-- that receives the X-Request-ID of every 200 answer (the abuse scenario's check that each is
+-- in the request log once).
 local threads = {}
 local counter = 0
 local bodies = {}
 local stride, offset = 1, 0
+ids = {}  -- global: done() reads each thread's through thread:get
 
 function setup(thread)
   thread:set("offset", #threads)
   table.insert(threads, thread)
+end
+
+local function record_id(status, headers, body)
+  if status == 200 then
+    ids[#ids + 1] = headers["X-Request-ID"]
+  end
 end
 
 function init(args)
@@ -20,6 +30,11 @@ function init(args)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["X-API-Key"] = os.getenv("WRK_API_KEY")
+  wrk.headers["X-Forwarded-For"] = os.getenv("WRK_FORWARDED_FOR")
+  -- Only then: wrk reads every answer's headers for a script that defines response().
+  if os.getenv("WRK_IDS_FILE") then
+    response = record_id
+  end
 end
 
 function request()
@@ -29,6 +44,16 @@ function request()
 end
 
 function done(summary, latency, requests)
+  local ids_file = os.getenv("WRK_IDS_FILE")
+  if ids_file then
+    local out = io.open(ids_file, "w")
+    for _, thread in ipairs(threads) do
+      for _, id in ipairs(thread:get("ids")) do
+        out:write(id, "\n")
+      end
+    end
+    out:close()
+  end
   local errors = summary.errors
   io.write(string.format(
     'WRK_JSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, "non_2xx": %d, ' ..
